@@ -1,0 +1,3 @@
+from skysweep.cli import main
+
+main()

@@ -1,0 +1,197 @@
+"""Stage 5, collect: read what the trials wrote back from the store.
+
+Costs are bounded so that following a 1,000-trial sweep stays cheap:
+
+- The job wrapper drops ``<sweep>/finished/<trial_id>.json`` when a trial ends, so one LIST
+  page tells which of 1,000 trials finished, and its ETags tell which changed since the
+  last look. Only those are fetched, in parallel.
+- After a look that learned something, the collector saves what it knows in
+  ``<sweep>/collected.json``, so the first look from another machine (a CI runner, a
+  laptop) starts from there instead of fetching every trial again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from skysweep.manifest import Manifest
+from skysweep.store import MAX_CONNECTIONS, Store, join
+from skysweep.task import Scalar
+
+SNAPSHOT = "collected.json"
+FINAL_STATES = frozenset({"succeeded", "failed", "submit_failed", "cancelled"})
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    trial_id: str
+    index: int
+    params: dict[str, Scalar]
+    state: str
+    """pending, submitted, running, succeeded, failed, submit_failed or cancelled."""
+    metrics: dict[str, Any] | None = None
+    problem: str | None = None
+    """Why this trial has no usable result, in words for the table."""
+    exit_code: int | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    job_id: str | None = None
+    backend_status: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+@dataclass
+class _Finished:
+    etag: str
+    record: dict[str, Any]
+    metrics: dict[str, Any] | None
+    metrics_problem: str | None
+
+
+@dataclass(frozen=True)
+class BackendView:
+    """What a backend says about one trial's job, merged into the result."""
+
+    state: str
+    detail: str | None = None
+
+
+@dataclass
+class Collector:
+    """Collects a sweep's results, remembering what it saw so repeated looks are cheap."""
+
+    store: Store
+    sweep_id: str
+    requests: int = 0
+    _known: dict[str, _Finished] = field(default_factory=dict)
+    _primed: bool = False
+
+    def collect(self, manifest: Manifest,
+                backend: Mapping[str, BackendView] | None = None) -> list[TrialResult]:
+        if not self._primed:
+            self._prime()
+        self.requests += 1
+        listing = {
+            info.key.rsplit("/", 1)[-1].removesuffix(".json"): info.etag
+            for info in self.store.list(join(self.sweep_id, "finished"))
+            if info.key.endswith(".json")
+        }
+        changed = [tid for tid, etag in listing.items()
+                   if tid not in self._known or self._known[tid].etag != etag]
+        if changed:
+            workers = max(1, min(MAX_CONNECTIONS, len(changed)))
+            with ThreadPoolExecutor(workers) as pool:
+                for tid, finished in zip(changed, pool.map(
+                        lambda t: self._fetch(t, listing[t]), changed)):
+                    self._known[tid] = finished
+            self._save_snapshot()
+        return [self._result(record.trial_id, record.index, dict(record.params), manifest,
+                             backend or {}) for record in manifest.trials]
+
+    def _prime(self) -> None:
+        self._primed = True
+        self.requests += 1
+        data = self.store.get(join(self.sweep_id, SNAPSHOT))
+        if data is None:
+            return
+        try:
+            saved = json.loads(data)
+            self._known = {tid: _Finished(**entry) for tid, entry in saved["finished"].items()}
+        except (ValueError, TypeError, KeyError):
+            self._known = {}  # a snapshot is only a cache: start over when it is unreadable
+
+    def _save_snapshot(self) -> None:
+        self.requests += 1
+        data = {"finished": {tid: asdict(entry) for tid, entry in self._known.items()}}
+        self.store.put(join(self.sweep_id, SNAPSHOT), json.dumps(data).encode())
+
+    def _fetch(self, trial_id: str, etag: str) -> _Finished:
+        base = join(self.sweep_id, "trials", trial_id)
+        self.requests += 2
+        record_bytes = self.store.get(join(self.sweep_id, "finished", f"{trial_id}.json"))
+        try:
+            record = json.loads(record_bytes or b"{}")
+            if not isinstance(record, dict):
+                record = {}
+        except ValueError:
+            record = {}
+        metrics, problem = parse_metrics(self.store.get(join(base, "metrics.json")))
+        return _Finished(etag, record, metrics, problem)
+
+    def _result(self, trial_id: str, index: int, params: dict[str, Scalar], manifest: Manifest,
+                backend: Mapping[str, BackendView]) -> TrialResult:
+        job = manifest.jobs.get(trial_id)
+        job_id = job.job_id if job else None
+        view = backend.get(trial_id)
+        finished = self._known.get(trial_id)
+        if finished is not None:
+            record = finished.record
+            exit_code = record.get("exit_code")
+            state = "succeeded" if exit_code == 0 else "failed"
+            problem = finished.metrics_problem
+            if record.get("state") == "cancelled":
+                state, problem = "cancelled", "cancelled before it finished"
+            elif state == "failed":
+                problem = record.get("error") or f"exited with code {exit_code}"
+            return TrialResult(trial_id, index, params, state, finished.metrics, problem,
+                               exit_code if isinstance(exit_code, int) else None,
+                               record.get("started_at"), record.get("finished_at"), job_id,
+                               view.state if view else None)
+        if view is not None:
+            problem = view.detail if view.state in FINAL_STATES else None
+            if view.state == "succeeded":
+                # The backend finished the job but the store has no record of it yet.
+                return TrialResult(trial_id, index, params, "running", job_id=job_id,
+                                   backend_status=view.detail)
+            return TrialResult(trial_id, index, params, view.state, problem=problem,
+                               job_id=job_id, backend_status=view.detail)
+        if job is not None and job.error and not job.job_id:
+            return TrialResult(trial_id, index, params, "submit_failed",
+                               problem=f"submission failed: {job.error}")
+        state = "submitted" if job_id else "pending"
+        return TrialResult(trial_id, index, params, state, job_id=job_id)
+
+
+def parse_metrics(data: bytes | None) -> tuple[dict[str, Any] | None, str | None]:
+    """A trial's metrics.json, or why it cannot be used."""
+    if data is None:
+        return None, "wrote no metrics.json"
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return None, "metrics.json is not valid JSON (truncated or corrupt)"
+    if not isinstance(value, dict):
+        return None, f"metrics.json holds a {type(value).__name__}, expected a JSON object"
+    return value, None
+
+
+def metric_value(metrics: Mapping[str, Any] | None, metric: str) -> tuple[float | None, str | None]:
+    """The ranking value, or why there is none. Accepts nested keys: ``eval/loss`` or
+    ``{"eval": {"loss": ...}}``."""
+    if metrics is None:
+        return None, None
+    value: Any = metrics.get(metric)
+    if value is None and "/" in metric:
+        node: Any = metrics
+        for part in metric.split("/"):
+            node = node.get(part) if isinstance(node, dict) else None
+        value = node
+    if value is None:
+        return None, f"no '{metric}' in metrics.json"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            return None, f"'{metric}' is {value!r}, not a number"
+    number = float(value)
+    if math.isnan(number) or math.isinf(number):
+        return None, f"'{metric}' is {number}"
+    return number, None

@@ -1,0 +1,223 @@
+"""Stage 3, render: each trial becomes a SkyPilot task spec. Pure: no I/O past the templates.
+
+The spec is what ``sky jobs launch`` reads; the local backend runs the same spec's setup,
+run, envs and workdir, so both backends give a job the same contract (DESIGN.md §3).
+Secrets stay references here (``secrets: {NAME: null}``); their values are filled in
+memory at launch time and never reach a rendered file.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import jinja2
+import yaml
+
+from skysweep.errors import UsageError
+from skysweep.expand import Trial
+from skysweep.task import SECRET_REFERENCE, TaskSpec, parameter_text
+
+SWEEP_DIR_ON_VM = "/skysweep/sweep"
+_PRE_NAME = "_skysweep_"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the sweep's store prefix is, as a job sees it."""
+
+    sweep_dir: str
+    """A folder in the job where ``<store>/<sweep_id>/`` appears."""
+    mount_source: str | None = None
+    """The bucket URL SkyPilot mounts at ``sweep_dir``; None when ``sweep_dir`` is local."""
+
+    @classmethod
+    def mounted(cls, sweep_url: str) -> Placement:
+        return cls(SWEEP_DIR_ON_VM, sweep_url)
+
+
+@dataclass(frozen=True)
+class RenderedTrial:
+    trial: Trial
+    spec: dict[str, Any]
+    """The SkyPilot task spec as a mapping (``sky.Task.from_yaml_config`` takes it)."""
+    secret_envs: dict[str, str] = field(default_factory=dict)
+    """Env name → its template with ``{{secret.NAME}}`` references, filled at launch."""
+
+    @property
+    def job_name(self) -> str:
+        return str(self.spec["name"])
+
+    def to_yaml(self) -> str:
+        return dump_spec(self.spec)
+
+
+def render(
+    task: TaskSpec,
+    trials: list[Trial],
+    *,
+    sweep_id: str,
+    placement: Placement,
+    task_dir: Path,
+    spread: bool = False,
+) -> list[RenderedTrial]:
+    """Render every trial. ``spread`` assigns trials round-robin over ``resources.infra``."""
+    template = _template("task.yaml.j2")
+    wrapper = _template("run_wrapper.sh.j2")
+    enter = _start_dir_command(task)
+    secret_envs = {k: v for k, v in task.envs.items() if SECRET_REFERENCE.search(v)}
+    plain_envs = {k: v for k, v in task.envs.items() if k not in secret_envs}
+    workdir_git = None
+    if task.github_repo_url:
+        workdir_git = {"url": task.github_repo_url, "ref": task.github_repo_branch}
+    wrapped_run = wrapper.render(enter_start_dir=enter, run=task.run.rstrip("\n"))
+    infra_list = _infra_list(task)
+    rendered: list[RenderedTrial] = []
+    for trial in trials:
+        output_dir = str(PurePosixPath(placement.sweep_dir) / "trials" / trial.trial_id)
+        envs = {
+            **plain_envs,
+            **{name: parameter_text(value) for name, value in trial.params.items()},
+            "SKYSWEEP_PARAMS": json.dumps(trial.params, sort_keys=True),
+            "SKYSWEEP_SWEEP_ID": sweep_id,
+            "SKYSWEEP_TRIAL_ID": trial.trial_id,
+            "SKYSWEEP_SWEEP_DIR": placement.sweep_dir,
+            "SKYSWEEP_OUTPUT_DIR": output_dir,
+        }
+        text = template.render(
+            job_name=f"{sweep_id}-{trial.trial_id}",
+            workdir_git=workdir_git,
+            workdir=None if workdir_git else str(task_dir),
+            num_nodes=trial.resources.get("num_nodes", task.resources.num_nodes),
+            resources=_resources(task, trial, infra_list, spread),
+            envs=envs,
+            secrets=list(secret_envs),
+            mount_source=placement.mount_source,
+            sweep_dir=placement.sweep_dir,
+            setup=task.setup,
+            enter_start_dir=enter,
+            wrapped_run=wrapped_run,
+        )
+        spec = yaml.load(text, Loader=_FastLoader)
+        rendered.append(RenderedTrial(trial, spec, secret_envs))
+    return rendered
+
+
+def resolve_secrets(rendered: RenderedTrial, environ: dict[str, str]) -> dict[str, str]:
+    """Fill a trial's secret envs from the user's environment, in memory.
+
+    ``{{secret.NAME}}`` takes ``NAME`` from the environment, or ``NAME`` without leading
+    underscores (Transformer Lab names its secrets ``_HF_TOKEN``; users hold ``HF_TOKEN``).
+    """
+    values: dict[str, str] = {}
+    for env_name, template in rendered.secret_envs.items():
+
+        def lookup(match: Any, env_name: str = env_name) -> str:
+            name = match.group(1)
+            for candidate in (name, name.lstrip("_")):
+                if candidate in environ:
+                    return environ[candidate]
+            raise UsageError(
+                f"secret '{name}' (for env {env_name}) is not set in your environment",
+                hint=f"export {name.lstrip('_')}=... before launching; secrets are read at "
+                "launch time and never written to disk",
+            )
+
+        values[env_name] = SECRET_REFERENCE.sub(lookup, template)
+    return values
+
+
+def missing_secrets(task: TaskSpec, environ: dict[str, str]) -> list[str]:
+    return [n for n in task.secret_names() if n not in environ and n.lstrip("_") not in environ]
+
+
+def dump_spec(spec: dict[str, Any]) -> str:
+    """YAML for people: multi-line scripts as literal blocks."""
+    return yaml.dump(spec, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=100)
+
+
+def _resources(task: TaskSpec, trial: Trial, infra_list: list[str], spread: bool) -> dict[str, Any]:
+    given = task.resources.model_dump(exclude_none=True)
+    given.update(trial.resources)
+    out: dict[str, Any] = {}
+    for key in ("cpus", "memory", "accelerators", "instance_type", "use_spot", "image_id"):
+        if key in given:
+            out[key] = given[key]
+    if "disk_space" in given:
+        out["disk_size"] = _disk_size(given["disk_space"])
+    location = [str(given[k]) for k in ("cloud", "region", "zone") if given.get(k)]
+    if isinstance(given.get("infra"), str):
+        infra_list = [given["infra"]]
+    if spread and infra_list:
+        out["infra"] = infra_list[trial.index % len(infra_list)]
+    elif len(infra_list) == 1:
+        out["infra"] = infra_list[0]
+    elif infra_list:
+        key = "ordered" if task.resources.infra_order == "ordered" else "any_of"
+        out[key] = [{"infra": infra} for infra in infra_list]
+    elif location:
+        out["infra"] = "/".join(location)
+    return out
+
+
+def _infra_list(task: TaskSpec) -> list[str]:
+    infra = task.resources.infra
+    if infra is None:
+        return []
+    return [infra] if isinstance(infra, str) else list(infra)
+
+
+def _disk_size(value: int | str) -> int | str:
+    text = str(value).strip().upper().removesuffix("GB").removesuffix("G").strip()
+    return int(text) if text.isdigit() else value
+
+
+def _start_dir_command(task: TaskSpec) -> str:
+    """Transformer Lab starts commands in the folder that holds ``github_repo_dir``'s last part."""
+    if not (task.github_repo_url and task.github_repo_dir):
+        return ""
+    parent = PurePosixPath(task.github_repo_dir.strip("/")).parent
+    if str(parent) in ("", "."):
+        return ""
+    return f"cd {shlex.quote(str(parent))}\n"
+
+
+def templates_dir() -> Path:
+    """The templates: inside the installed package, or the source tree's ``templates/``."""
+    packaged = Path(__file__).parent / "templates"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "templates"
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir()),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # noqa: S701 - YAML and shell, not HTML
+    )
+
+
+def _template(name: str) -> jinja2.Template:
+    return _environment().get_template(name)
+
+
+_FastLoader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _BlockDumper(yaml.SafeDumper):
+    pass
+
+
+def _str_block(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_BlockDumper.add_representer(str, _str_block)

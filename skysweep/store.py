@@ -1,0 +1,286 @@
+"""Object storage: the sweep's source of truth (DESIGN.md §4).
+
+``file://`` for the local default, ``s3://`` (AWS or any S3-compatible endpoint: R2, MinIO)
+through boto3. Keys are relative to the store URL; a sweep lives under ``<sweep_id>/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlparse
+
+from skysweep.errors import StoreError, UsageError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+S3_SCHEMES = ("s3", "r2")
+MAX_CONNECTIONS = 64
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    etag: str
+    """Changes whenever the object changes (S3 ETag; mtime and size for files)."""
+
+
+class Store(Protocol):
+    """A bucket prefix or a folder, addressed by relative keys such as ``sid/sweep.json``."""
+
+    url: str
+
+    def get(self, key: str) -> bytes | None:
+        """The object's bytes, or None when there is no such object."""
+
+    def put(self, key: str, data: bytes) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def list(self, prefix: str) -> list[ObjectInfo]:
+        """Every object under ``prefix`` (recursively)."""
+
+    def children(self, prefix: str) -> list[str]:
+        """The names of the immediate sub-folders of ``prefix``."""
+
+    def upload_tree(self, local: Path, prefix: str) -> None:
+        """Copy a local folder's files under ``prefix``, leaving other objects alone."""
+
+    def local_folder(self, prefix: str) -> Path | None:
+        """Where ``prefix`` is on this machine's disk, when the store is a folder."""
+
+
+def join(*parts: str) -> str:
+    return "/".join(p.strip("/") for p in parts if p.strip("/"))
+
+
+class FileStore:
+    """A folder on this machine, written atomically so readers never see half a file."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.url = f"file://{root}"
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return (self.root / key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.root / key}: {exc}") from exc
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self.root / key
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".", delete=False) as tmp:
+                tmp.write(data)
+            os.replace(tmp.name, path)
+        except OSError as exc:
+            raise StoreError(f"cannot write {path}: {exc}",
+                             hint="check that the store folder is writable") from exc
+
+    def delete(self, key: str) -> None:
+        (self.root / key).unlink(missing_ok=True)
+
+    def list(self, prefix: str) -> list[ObjectInfo]:
+        base = self.root / prefix
+        found: list[ObjectInfo] = []
+        if not base.is_dir():
+            return found
+        for path in _walk(base):
+            if path.name.startswith("."):
+                continue
+            stat = path.stat()
+            found.append(ObjectInfo(str(path.relative_to(self.root)),
+                                    f"{stat.st_mtime_ns}-{stat.st_size}"))
+        return found
+
+    def children(self, prefix: str) -> list[str]:
+        base = self.root / prefix
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def upload_tree(self, local: Path, prefix: str) -> None:
+        target = self.root / prefix
+        if local.resolve() == target.resolve():
+            return
+        for path in _walk(local):
+            destination = target / path.relative_to(local)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, destination)
+
+    def local_folder(self, prefix: str) -> Path | None:
+        return self.root / prefix
+
+
+def _walk(base: Path) -> Iterator[Path]:
+    for directory, _, files in os.walk(base):
+        for name in files:
+            yield Path(directory) / name
+
+
+class S3Store:
+    """A bucket prefix over boto3, with botocore's own retry modes for throttling and 5xx."""
+
+    def __init__(self, url: str, *, endpoint_url: str | None = None) -> None:
+        parsed = urlparse(url)
+        self.url = url.rstrip("/")
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.strip("/")
+        self.endpoint_url = endpoint_url
+        if not self.bucket:
+            raise UsageError(f"store URL {url!r} names no bucket",
+                             hint="write s3://BUCKET/PREFIX")
+        self._client: S3Client | None = None
+
+    @property
+    def client(self) -> S3Client:
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(
+                retries={"max_attempts": 8, "mode": "adaptive"},
+                max_pool_connections=MAX_CONNECTIONS,
+                connect_timeout=5,
+                read_timeout=30,
+            )
+            self._client = boto3.session.Session().client(
+                "s3", endpoint_url=self.endpoint_url, config=config)
+        return self._client
+
+    def _key(self, key: str) -> str:
+        return join(self.prefix, key)
+
+    def get(self, key: str) -> bytes | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            return response["Body"].read()
+        except ClientError as exc:
+            if _error_code(exc) in ("NoSuchKey", "404"):
+                return None
+            raise self._translate(exc, key) from exc
+        except Exception as exc:
+            raise self._translate(exc, key) from exc
+
+    def put(self, key: str, data: bytes) -> None:
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        except Exception as exc:
+            raise self._translate(exc, key) from exc
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as exc:
+            raise self._translate(exc, key) from exc
+
+    def list(self, prefix: str) -> list[ObjectInfo]:
+        full = self._key(prefix) + "/"
+        found: list[ObjectInfo] = []
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+                for item in page.get("Contents", []):
+                    key = item["Key"]
+                    relative = key[len(self.prefix) + 1:] if self.prefix else key
+                    found.append(ObjectInfo(relative, str(item.get("ETag", ""))))
+        except Exception as exc:
+            raise self._translate(exc, prefix) from exc
+        return found
+
+    def children(self, prefix: str) -> list[str]:
+        full = (self._key(prefix) + "/") if self._key(prefix) else ""
+        names: list[str] = []
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
+                for common in page.get("CommonPrefixes", []):
+                    names.append(common["Prefix"][len(full):].strip("/"))
+        except Exception as exc:
+            raise self._translate(exc, prefix) from exc
+        return sorted(names)
+
+    def upload_tree(self, local: Path, prefix: str) -> None:
+        for path in _walk(local):
+            self.put(join(prefix, str(path.relative_to(local))), path.read_bytes())
+
+    def local_folder(self, prefix: str) -> Path | None:
+        return None
+
+    def _translate(self, exc: BaseException, key: str) -> StoreError:
+        from botocore.exceptions import (
+            ClientError,
+            EndpointConnectionError,
+            NoCredentialsError,
+        )
+
+        where = f"s3://{self.bucket}/{self._key(key)}"
+        endpoint = self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get(
+            "AWS_ENDPOINT_URL") or "AWS S3"
+        if isinstance(exc, NoCredentialsError):
+            return StoreError(f"no credentials for {where}",
+                              hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or "
+                                   "~/.aws/credentials")
+        if isinstance(exc, EndpointConnectionError):
+            return StoreError(f"cannot reach the object store endpoint {endpoint} for {where}",
+                              hint="check the endpoint URL (SKYSWEEP_S3_ENDPOINT_URL or "
+                                   "AWS_ENDPOINT_URL) and your network")
+        if isinstance(exc, ClientError):
+            code = _error_code(exc)
+            if code == "NoSuchBucket":
+                return StoreError(f"bucket '{self.bucket}' does not exist at {endpoint}",
+                                  hint=f"create it (aws s3 mb s3://{self.bucket}) or fix the "
+                                       "store URL")
+            if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                return StoreError(
+                    f"access denied to {where} ({code}); credentials came from "
+                    f"{_credential_source()}",
+                    hint="check that these credentials may read and write the bucket")
+            return StoreError(f"object store error on {where}: {code}: {exc}")
+        return StoreError(f"object store error on {where}: {exc}")
+
+
+def _error_code(exc: Any) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _credential_source() -> str:
+    try:
+        import boto3
+
+        credentials = boto3.session.Session().get_credentials()
+    except Exception:
+        return "an unknown source"
+    if credentials is None:
+        return "nowhere (no credentials found)"
+    return {
+        "env": "the environment (AWS_ACCESS_KEY_ID)",
+        "shared-credentials-file": "~/.aws/credentials",
+        "config-file": "~/.aws/config",
+        "iam-role": "the instance's IAM role",
+        "assume-role": "an assumed role",
+    }.get(credentials.method, credentials.method)
+
+
+def open_store(url: str, *, endpoint_url: str | None = None) -> Store:
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        path = Path(os.path.expanduser(parsed.netloc + parsed.path))
+        return FileStore(path.resolve())
+    if parsed.scheme in S3_SCHEMES:
+        return S3Store(url, endpoint_url=endpoint_url)
+    if not parsed.scheme:
+        return FileStore(Path(os.path.expanduser(url)).resolve())
+    raise UsageError(f"store URL {url!r} has an unknown scheme '{parsed.scheme}'",
+                     hint="use file:///path, s3://bucket/prefix or r2://bucket/prefix")
