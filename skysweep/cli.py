@@ -18,6 +18,8 @@ import typer
 from skysweep.errors import SkysweepError, UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rich.console import Console
 
     from skysweep.backends import Backend
@@ -74,9 +76,9 @@ def _out() -> Console:
 
 
 def _parse_overrides(values: list[str] | None) -> dict[str, list[Any]]:
-    from skysweep.load import _Yaml12Loader
-
     import yaml
+
+    from skysweep.load import _Yaml12Loader
 
     overrides: dict[str, list[Any]] = {}
     for item in values or []:
@@ -230,11 +232,36 @@ def up(
         ranking = look(the_store, manifest, backend)
         states = {t.result.trial_id: t.result.state for t in ranking.trials}
         only = relaunchable(manifest, backend.status(manifest, the_store), states)
+    # The local runner enforces the cap itself; on SkyPilot a watching `up` submits in waves.
+    in_waves = backend_name == "sky" and parallel < len(trials)
+    if in_waves and detach:
+        raise UsageError(
+            f"--detach cannot hold {len(trials)} SkyPilot trials to --max-parallel {parallel}: "
+            "nobody would be watching to launch the rest",
+            hint="drop --detach so `up` launches in waves, or raise --max-parallel to "
+                 f"{len(trials)}")
+    if in_waves:
+        order = {t.trial_id: t.index for t in trials}
+        candidates = only if only is not None else {
+            t.trial_id for t in trials if t.trial_id not in manifest.jobs}
+        only = set(sorted(candidates, key=order.__getitem__)[:parallel])
     outcome = launch(manifest, rendered, store=the_store, backend=backend,
                      max_parallel=parallel, only=only)
-    if outcome.skipped:
-        err.print(f"resumed: {len(outcome.skipped)} trial(s) already launched were left alone; "
-                  f"{len(outcome.launched)} launched now.")
+    if resumed:
+        err.print(f"resumed: {len(outcome.launched)} trial(s) launched now; trials launched "
+                  "before were left alone.")
+    elif in_waves:
+        err.print(f"launched the first {len(outcome.launched)}; the rest follow as trials end.")
+
+    def top_up(ranking: Ranking) -> None:
+        from skysweep.launch import next_wave
+
+        states = {t.result.trial_id: t.result.state for t in ranking.trials}
+        wave = next_wave(outcome.manifest, states, parallel)
+        if wave:
+            launch(outcome.manifest, rendered, store=the_store, backend=backend,
+                   max_parallel=parallel, only=wave)
+
     sweep_url = f"{the_store.url}/{the_id}"
     if detach:
         if output is Output.json:
@@ -245,7 +272,8 @@ def up(
             err.print(f"submitted sweep [bold]{the_id}[/]; follow it with: skysweep wait "
                       f"{sweep_url}")
         return
-    ranking = _follow_with_progress(err, the_store, outcome.manifest, backend, sweep_url)
+    ranking = _follow_with_progress(err, the_store, outcome.manifest, backend, sweep_url,
+                                    top_up if in_waves else None)
     _print_ranking(ranking, output)
     raise typer.Exit(0 if ranking.all_succeeded else 1)
 
@@ -269,11 +297,11 @@ def _show_plan(err: Console, task: TaskSpec, count: int, backend: str, store: st
 
 
 def _follow_with_progress(err: Console, store: Any, manifest: Manifest, backend: Backend,
-                          sweep_url: str) -> Ranking:
+                          sweep_url: str,
+                          each_look: Callable[[Ranking], None] | None = None) -> Ranking:
     from collections import Counter
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
-        TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from skysweep.follow import follow
 
@@ -287,6 +315,8 @@ def _follow_with_progress(err: Console, store: Any, manifest: Manifest, backend:
         done = sum(t.result.finished for t in ranking.trials)
         progress.update(bar, completed=done,
                         description=" ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+        if each_look is not None:
+            each_look(ranking)
 
     try:
         with progress:

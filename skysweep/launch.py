@@ -107,6 +107,17 @@ def relaunchable(manifest: Manifest, views: Mapping[str, BackendView],
     return chosen
 
 
+def next_wave(manifest: Manifest, states: Mapping[str, str], cap: int) -> set[str]:
+    """Trials to launch now so that at most ``cap`` are in flight, in trial order."""
+    in_flight = sum(1 for tid in manifest.jobs if states.get(tid) in ("submitted", "running"))
+    room = cap - in_flight
+    if room <= 0:
+        return set()
+    waiting = [r.trial_id for r in sorted(manifest.trials, key=lambda r: r.index)
+               if r.trial_id not in manifest.jobs]
+    return set(waiting[:room])
+
+
 def archive_attempt(store: Store, sweep_id: str, trial_id: str, attempt: int) -> None:
     """Move a finished attempt's files aside so a retry starts clean; nothing is deleted
     before it is copied."""

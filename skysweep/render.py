@@ -200,7 +200,7 @@ def _environment() -> jinja2.Environment:
         loader=jinja2.FileSystemLoader(templates_dir()),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
-        autoescape=False,  # noqa: S701 - YAML and shell, not HTML
+        autoescape=False,
     )
 
 

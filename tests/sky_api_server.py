@@ -123,6 +123,9 @@ RSYNC_SHIM = r'''#!/usr/bin/env python3
 # Minimal local-only rsync replacement written by tests/sky_api_server.py.
 import os, shutil, sys
 args = sys.argv[1:]
+if '--version' in args:  # backend_utils.check_rsync_installed() runs this.
+    print('rsync  version 3.2.7  protocol version 31 (local-copy shim)')
+    sys.exit(0)
 takes_value = {'-e', '--rsh', '--filter', '--exclude', '--include',
                '--exclude-from', '--rsync-path', '-f'}
 pos, i = [], 0

@@ -26,7 +26,6 @@ from typing import Any
 from skysweep.collect import BackendView
 from skysweep.errors import BackendError
 from skysweep.manifest import JobRecord, Manifest, now
-from skysweep.render import RenderedTrial
 from skysweep.store import Store, join, open_store
 
 from . import LaunchRequest

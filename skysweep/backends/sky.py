@@ -1,17 +1,41 @@
-"""The SkyPilot backend: trials as SkyPilot managed jobs. The only module that imports ``sky``."""
+"""The SkyPilot backend: trials as SkyPilot managed jobs, through the Python SDK.
+
+The only module that imports ``sky``, and only inside functions, so the CLI starts fast.
+
+Fast submission: trials whose specs differ only in their per-trial envs are one *batch*,
+submitted as one ``sky.jobs.launch(task, num_jobs=k)`` request. Each of the k jobs sees
+``SKYPILOT_JOB_RANK`` and a small prelude exports that rank's trial parameters (quoted as
+data, never spliced into shell text). The requests of all batches are sent before any is
+awaited, so the API server works on them together.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import copy
+import json
+import shlex
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from skysweep.collect import BackendView
-from skysweep.errors import BackendError, UsageError
-from skysweep.manifest import JobRecord, Manifest
+from skysweep.errors import BackendError, BackendUnavailableError, UsageError
+from skysweep.manifest import JobRecord, Manifest, now
 from skysweep.render import RenderedTrial
 from skysweep.store import Store
 
 from . import LaunchRequest
+
+SUBMIT_ATTEMPTS = 3
+BACKOFF_SECONDS = 1.0
+TRIAL_ENVS = ("SKYSWEEP_PARAMS", "SKYSWEEP_TRIAL_ID", "SKYSWEEP_OUTPUT_DIR")
+STATE_OF = {
+    "PENDING": "submitted", "SUBMITTED": "submitted", "STARTING": "submitted",
+    "RUNNING": "running", "RECOVERING": "running", "WINDING_DOWN": "running",
+    "SUCCEEDED": "succeeded", "CANCELLING": "cancelled", "CANCELLED": "cancelled",
+}
+T = TypeVar("T")
 
 
 def _sky() -> Any:
@@ -20,12 +44,12 @@ def _sky() -> Any:
     return sky
 
 
-def validate(rendered: list[RenderedTrial]) -> None:
+def validate(rendered: Sequence[RenderedTrial]) -> None:
     """Check every spec with SkyPilot's own ``sky.Task.from_yaml_config``."""
     sky = _sky()
     for item in rendered:
         try:
-            sky.Task.from_yaml_config(item.spec)
+            sky.Task.from_yaml_config(copy.deepcopy(item.spec))
         except Exception as exc:
             raise UsageError(
                 f"trial {item.trial.trial_id} ({item.trial.params}): SkyPilot rejects the "
@@ -34,23 +58,284 @@ def validate(rendered: list[RenderedTrial]) -> None:
             ) from exc
 
 
-def preflight(rendered: list[RenderedTrial]) -> list[str]:
+# ---------------------------------------------------------------------------------------
+# Batching: pure.
+
+
+@dataclass(frozen=True)
+class Batch:
+    trials: list[RenderedTrial]
+    spec: dict[str, Any]
+    """One spec for all the batch's trials; rank r runs ``trials[r]``."""
+
+    @property
+    def name(self) -> str:
+        return str(self.spec["name"])
+
+
+def _per_trial_env_names(item: RenderedTrial) -> list[str]:
+    return [*item.trial.params, *TRIAL_ENVS]
+
+
+def _shape(item: RenderedTrial) -> str:
+    """What must be equal for trials to share one launch request."""
+    spec = dict(item.spec)
+    spec.pop("name", None)
+    trial_envs = set(_per_trial_env_names(item))
+    spec["envs"] = {k: v for k, v in spec.get("envs", {}).items() if k not in trial_envs}
+    return json.dumps(spec, sort_keys=True)
+
+
+def batches(rendered: Sequence[RenderedTrial], sweep_id: str) -> list[Batch]:
+    """Group trials that share everything but their parameters into batches."""
+    groups: dict[str, list[RenderedTrial]] = {}
+    for item in rendered:
+        groups.setdefault(_shape(item), []).append(item)
+    out: list[Batch] = []
+    for number, members in enumerate(groups.values()):
+        if len(members) == 1:
+            out.append(Batch(members, copy.deepcopy(members[0].spec)))
+            continue
+        spec = copy.deepcopy(members[0].spec)
+        trial_envs = set(_per_trial_env_names(members[0]))
+        spec["envs"] = {k: v for k, v in spec["envs"].items() if k not in trial_envs}
+        spec["name"] = f"{sweep_id}-batch{number}"
+        prelude = _rank_prelude(members)
+        spec["run"] = prelude + spec["run"]
+        if spec.get("setup"):
+            spec["setup"] = prelude + spec["setup"]
+        out.append(Batch(members, spec))
+    return out
+
+
+def _rank_prelude(members: Sequence[RenderedTrial]) -> str:
+    lines = ["# skysweep: this job's trial, chosen by its rank in the batch.",
+             'case "${SKYPILOT_JOB_RANK:-0}" in']
+    for rank, item in enumerate(members):
+        envs = item.spec["envs"]
+        exports = " ".join(f"{name}={shlex.quote(envs[name])}"
+                           for name in _per_trial_env_names(item))
+        lines.append(f"  {rank}) export {exports} ;;")
+    lines.append('  *) echo "skysweep: unexpected SKYPILOT_JOB_RANK=$SKYPILOT_JOB_RANK" >&2; '
+                 "exit 97 ;;")
+    lines.append("esac")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------
+# Error translation.
+
+
+def _retryable(exc: BaseException) -> bool:
+    from sky import exceptions
+
+    return isinstance(exc, exceptions.ApiServerConnectionError | exceptions.
+                      ServerTemporarilyUnavailableError | exceptions.RequestInterruptedError |
+                      exceptions.ResourcesUnavailableError | ConnectionError | TimeoutError)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".strip().rstrip(":")
+
+
+def _unreachable(exc: BaseException) -> BackendUnavailableError:
+    return BackendUnavailableError(
+        f"cannot reach the SkyPilot API server: {_describe(exc)}",
+        hint="start a local one with 'sky api start', or point at your team's with "
+             "'sky api login -e URL'; 'sky api info' shows which one is used")
+
+
+def _with_retries(call: Callable[[], T], attempts: int = SUBMIT_ATTEMPTS,
+                  backoff: float = BACKOFF_SECONDS) -> T:
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except Exception as exc:
+            if attempt == attempts or not _retryable(exc):
+                raise
+            time.sleep(backoff * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
+
+
+def preflight(rendered: Sequence[RenderedTrial]) -> list[str]:
+    """Before launching: the specs, the API server, an enabled cloud, and what it costs."""
+    sky = _sky()
+    from sky import exceptions
+
     validate(rendered)
-    return []
+    try:
+        sky.api_info()
+        clouds = sky.get(sky.enabled_clouds())
+    except exceptions.ApiServerConnectionError as exc:
+        raise _unreachable(exc) from exc
+    if not clouds:
+        raise BackendUnavailableError(
+            "no cloud is enabled on the SkyPilot API server",
+            hint="run 'sky check' to see why and enable one (credentials for AWS, GCP, "
+                 "Kubernetes, ...)")
+    lines: list[str] = []
+    seen: dict[str, int] = {}
+    first: dict[str, RenderedTrial] = {}
+    for item in rendered:
+        key = json.dumps(item.spec.get("resources", {}), sort_keys=True)
+        seen[key] = seen.get(key, 0) + 1
+        first.setdefault(key, item)
+    for key, count in seen.items():
+        task = sky.Task.from_yaml_config(copy.deepcopy(first[key].spec))
+        try:
+            dag = sky.get(sky.optimize(_dag_of(sky, task)))
+            chosen = dag.tasks[0].best_resources
+            hourly = chosen.get_cost(3600) if chosen is not None else None
+        except exceptions.ResourcesUnavailableError as exc:
+            raise BackendError(
+                f"no enabled cloud offers the resources {key}: {_describe(exc)}",
+                hint="relax the resources, or enable another cloud ('sky check')") from exc
+        except Exception as exc:  # an estimate is a courtesy: never block a launch on it
+            lines.append(f"  optimizer: no estimate for {key} ({_describe(exc)})")
+            continue
+        price = f"${hourly:.3f}/h per trial, ${hourly * count:.2f}/h for {count}" \
+            if hourly is not None else "price unknown"
+        lines.append(f"  optimizer: {chosen} for {key}: {price}")
+    return lines
+
+
+def _dag_of(sky: Any, task: Any) -> Any:
+    with sky.Dag() as dag:
+        dag.add(task)
+    return dag
 
 
 class SkyBackend:
     name = "sky"
 
     def submit(self, request: LaunchRequest) -> dict[str, JobRecord]:
-        raise BackendError("the sky backend is not available yet")
+        sky = _sky()
+        from sky import exceptions
+
+        records: dict[str, JobRecord] = {}
+        groups = batches(request.trials, request.manifest.sweep_id)
+        pending: list[tuple[Batch, Any, Any]] = []
+        for batch in groups:
+            spec = copy.deepcopy(batch.spec)
+            secrets = request.secrets.get(batch.trials[0].trial.trial_id, {})
+            if secrets:
+                spec["secrets"] = dict(secrets)
+            task = sky.Task.from_yaml_config(spec)
+            pending.append((batch, task, None))
+        sent: list[tuple[Batch, Any, Any]] = []
+        for batch, task, _ in pending:
+            try:
+                request_id = self._send(sky, task, batch)
+            except exceptions.ApiServerConnectionError as exc:
+                raise _unreachable(exc) from exc
+            except Exception as exc:
+                self._record_error(records, batch, exc)
+                continue
+            sent.append((batch, task, request_id))
+        for batch, task, request_id in sent:
+            try:
+                job_ids = self._await(sky, task, batch, request_id)
+            except Exception as exc:
+                self._record_error(records, batch, exc)
+                continue
+            submitted = now()
+            for rank, item in enumerate(batch.trials):
+                job_id = job_ids[rank] if rank < len(job_ids) else None
+                records[item.trial.trial_id] = JobRecord(
+                    job_id=str(job_id) if job_id is not None else None,
+                    job_name=item.job_name, submitted_at=submitted, attempts=1,
+                    infra=item.spec.get("resources", {}).get("infra"),
+                    error=None if job_id is not None else "SkyPilot returned no job id")
+        return records
+
+    def _send(self, sky: Any, task: Any, batch: Batch) -> Any:
+        count = len(batch.trials)
+        return _with_retries(lambda: sky.jobs.launch(
+            task, name=batch.name, num_jobs=count if count > 1 else None))
+
+    def _await(self, sky: Any, task: Any, batch: Batch, request_id: Any) -> list[Any]:
+        def once() -> list[Any]:
+            job_ids, _ = sky.get(request_id)
+            return list(job_ids or [])
+
+        try:
+            return once()
+        except Exception as exc:
+            if not _retryable(exc):
+                raise
+        # The request failed in a way worth retrying: send it again, a bounded number of times.
+        return _with_retries(lambda: self._relaunch(sky, task, batch), SUBMIT_ATTEMPTS - 1)
+
+    def _relaunch(self, sky: Any, task: Any, batch: Batch) -> list[Any]:
+        job_ids, _ = sky.get(self._send(sky, task, batch))
+        return list(job_ids or [])
+
+    @staticmethod
+    def _record_error(records: dict[str, JobRecord], batch: Batch, exc: BaseException) -> None:
+        for item in batch.trials:
+            records[item.trial.trial_id] = JobRecord(
+                job_name=item.job_name, attempts=SUBMIT_ATTEMPTS if _retryable(exc) else 1,
+                error=_describe(exc), submitted_at=now())
 
     def status(self, manifest: Manifest, store: Store) -> dict[str, BackendView]:
-        return {}
+        sky = _sky()
+        from sky import exceptions
+
+        ids = {int(j.job_id): tid for tid, j in manifest.jobs.items()
+               if j.job_id and j.job_id.isdigit()}
+        if not ids:
+            return {}
+        try:
+            records, *_ = sky.get(sky.jobs.queue_v2(refresh=False, all_users=False,
+                                                    job_ids=sorted(ids)))
+        except exceptions.ApiServerConnectionError as exc:
+            raise _unreachable(exc) from exc
+        views: dict[str, BackendView] = {}
+        for record in records:
+            job_id = int(_field(record, "job_id"))
+            if job_id not in ids:
+                continue
+            raw = _field(record, "status")
+            status = getattr(raw, "value", str(raw))
+            reason = _field(record, "failure_reason")
+            state = STATE_OF.get(status, "failed" if status.startswith("FAILED") else "submitted")
+            detail = f"SkyPilot {status}" + (f": {reason}" if reason else "")
+            views[ids[job_id]] = BackendView(state, detail)
+        return views
 
     def cancel(self, manifest: Manifest, store: Store) -> list[str]:
-        return []
+        sky = _sky()
+        from sky import exceptions
+
+        views = self.status(manifest, store)
+        live = sorted(int(j.job_id) for tid, j in manifest.jobs.items()
+                      if j.job_id and j.job_id.isdigit()
+                      and views.get(tid, BackendView("submitted")).state
+                      in ("submitted", "running"))
+        if not live:
+            return []
+        try:
+            sky.get(sky.jobs.cancel(job_ids=live))
+        except exceptions.ApiServerConnectionError as exc:
+            raise _unreachable(exc) from exc
+        return [str(j) for j in live]
 
     def logs(self, manifest: Manifest, store: Store, trial_id: str,
              follow: bool) -> Iterator[str]:
-        raise BackendError("the sky backend is not available yet")
+        sky = _sky()
+        job = manifest.jobs.get(trial_id)
+        if job is None or not job.job_id:
+            raise BackendError(f"trial {trial_id} has no SkyPilot job yet",
+                               hint="see 'skysweep status' for why")
+        lines = sky.jobs.tail_logs(job_id=int(job.job_id), follow=follow,
+                                   preload_content=False)
+        for line in lines:
+            if line is not None:
+                yield line
+
+
+def _field(record: Any, name: str) -> Any:
+    if isinstance(record, dict):
+        return record.get(name)
+    return getattr(record, name, None)
