@@ -45,7 +45,7 @@ def expand(task: TaskSpec) -> list[Trial]:
     for point in itertools.product(*(config[name] for name in names)):
         params: dict[str, Scalar] = dict(task.parameters)
         resources: dict[str, Any] = {}
-        for name, value in zip(names, point):
+        for name, value in zip(names, point, strict=True):
             if name.startswith(RESOURCE_SWEEP_PREFIX):
                 resources[name.removeprefix(RESOURCE_SWEEP_PREFIX)] = value
             else:

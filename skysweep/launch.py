@@ -6,10 +6,12 @@ interrupted ``up`` can be resumed: a trial is launched only if it never was.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -83,6 +85,10 @@ def launch(
     write_manifest(store, manifest)
     if not chosen:
         return LaunchOutcome(manifest, [], skipped)
+    with ThreadPoolExecutor(min(16, len(chosen))) as pool:
+        list(pool.map(lambda r: store.put(
+            join(manifest.sweep_id, "trials", r.trial.trial_id, "params.json"),
+            json.dumps(r.trial.params, sort_keys=True).encode()), chosen))
     records = backend.submit(LaunchRequest(manifest=manifest, store=store, task=task,
                                            trials=chosen, secrets=secret_values,
                                            max_parallel=max_parallel))

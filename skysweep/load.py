@@ -47,7 +47,9 @@ _Yaml12Loader.add_implicit_resolver(
 )
 
 
-def load(path: str | Path, *, sweep_overrides: Mapping[str, Sequence[Any]] | None = None) -> TaskSpec:
+def load(
+    path: str | Path, *, sweep_overrides: Mapping[str, Sequence[Any]] | None = None
+) -> TaskSpec:
     """Read, normalise and validate one task file.
 
     ``sweep_overrides`` adds or replaces sweep values from the command line, for task files
@@ -91,10 +93,11 @@ def _read(file: Path) -> str:
 
 def _parse(file: Path, text: str) -> dict[str, Any]:
     try:
-        if file.suffix == ".json":
-            data = json.loads(text)
-        else:
-            data = yaml.load(text, Loader=_Yaml12Loader)
+        data = (
+            json.loads(text)
+            if file.suffix == ".json"
+            else yaml.load(text, Loader=_Yaml12Loader)  # a SafeLoader subclass
+        )
     except json.JSONDecodeError as exc:
         raise TaskFileError(str(file), [Problem(
             f"line {exc.lineno}, column {exc.colno}", f"not valid JSON: {exc.msg}",
@@ -163,34 +166,85 @@ def _flat_location(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
 
 def _translate(exc: ValidationError, flat: bool, lines: _LineFinder) -> list[Problem]:
     problems: list[Problem] = []
-    for error in exc.errors():
-        loc = tuple(part for part in error["loc"] if not _is_union_branch(part))
+    # pydantic reports a value that fits no member of a union once per member
+    # ("should be a valid integer", "... number", "... string"): one problem per place.
+    merged: dict[tuple[str | int, ...], list[dict[str, Any]]] = {}
+    for details in exc.errors():
+        loc = tuple(part for part in details["loc"] if not _is_union_branch(part))
+        merged.setdefault(loc, []).append(dict(details))
+    for loc, errors in merged.items():
         shown = _flat_location(loc) if flat else loc
         where = ".".join(str(p) for p in shown) or "top level"
         line = lines.line_of(shown)
         if line:
             where += f" (line {line})"
-        kind = error["type"]
-        if kind == "extra_forbidden":
-            key = str(loc[-1])
-            candidates = _keys_at(loc[:-1], flat)
-            close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
-            hint = f"did you mean '{close[0]}'?" if close else "known keys: " + ", ".join(
-                sorted(candidates))
-            problems.append(Problem(where, f"unknown key '{key}'", hint))
-        elif kind == "missing":
-            key = str(shown[-1])
-            hint = {"run": "add 'run: <command>' with the command that trains",
-                    "command": "add \"command\": \"<command>\" with the command that trains",
-                    "name": "add 'name: <task name>'"}.get(key)
-            problems.append(Problem(where, f"required key '{key}' is missing", hint))
-        else:
-            message = error["msg"].removeprefix("Value error, ")
-            given = error.get("input")
-            if kind not in ("value_error",) and not isinstance(given, dict | list):
-                message += f", got {given!r}"
-            problems.append(Problem(where, message, _hint_for(loc)))
+        for error in _one_per_union(errors):
+            problems.append(_problem(error, loc, shown, where, flat))
     return problems
+
+
+def _one_per_union(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    typed = [e for e in errors if e["type"] not in ("extra_forbidden", "missing", "value_error")]
+    if len(typed) < 2:
+        return errors
+    prefix = "Input should be a valid "
+    kinds = list(dict.fromkeys(str(e["msg"]) for e in typed))
+    if all(k.startswith(prefix) for k in kinds):
+        names = [k.removeprefix(prefix) for k in kinds]
+        message = prefix + (", ".join(names[:-1]) + " or " + names[-1])
+    else:
+        message = "; or ".join(kinds)
+    first = {**typed[0], "msg": message}
+    return [first, *(e for e in errors if e not in typed)]
+
+
+def _problem(error: dict[str, Any], loc: tuple[str | int, ...], shown: tuple[str | int, ...],
+             where: str, flat: bool) -> Problem:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        candidates = _keys_at(loc[:-1], flat)
+        close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+        if close:
+            unknown_hint = f"did you mean '{close[0]}'?"
+        elif key in _ALIASES:
+            unknown_hint = _ALIASES[key]
+        else:
+            unknown_hint = "known keys: " + ", ".join(sorted(candidates))
+        return Problem(where, f"unknown key '{key}'", unknown_hint)
+    if kind == "missing":
+        key = str(shown[-1])
+        hint = {"run": "add 'run: <command>' with the command that trains",
+                "command": "add \"command\": \"<command>\" with the command that trains",
+                "name": "add 'name: <task name>'"}.get(key)
+        return Problem(where, f"required key '{key}' is missing", hint)
+    message = str(error["msg"]).removeprefix("Value error, ")
+    given = error.get("input")
+    if kind != "value_error":
+        if isinstance(given, dict | list):
+            message += f", got a {'mapping' if isinstance(given, dict) else 'list'}"
+        else:
+            message += f", got {given!r}"
+    # a value_error is raised by our own validators, whose message already says the fix
+    return Problem(where, message, None if kind == "value_error" else _hint_for(loc))
+
+
+_DIRECTION = "say which way is better with lower_is_better: true (lower wins) or false"
+_ALIASES = {
+    "direction": _DIRECTION,
+    "goal": _DIRECTION,
+    "mode": _DIRECTION,
+    "maximize": _DIRECTION,
+    "minimize": _DIRECTION,
+    "higher_is_better": _DIRECTION,
+    "metric": "did you mean 'sweep_metric'?",
+    "objective": "did you mean 'sweep_metric'?",
+    "script": "did you mean 'run'?",
+    "cmd": "did you mean 'run'?",
+    "env": "did you mean 'envs'?",
+    "params": "did you mean 'parameters'?",
+    "hyperparameters": "did you mean 'parameters'?",
+}
 
 
 def _is_union_branch(part: str | int) -> bool:

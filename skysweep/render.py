@@ -8,6 +8,7 @@ memory at launch time and never reach a rendered file.
 
 from __future__ import annotations
 
+import copy
 import json
 import shlex
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from skysweep.errors import UsageError
+from skysweep.errors import SecretMissingError
 from skysweep.expand import Trial
 from skysweep.task import SECRET_REFERENCE, TaskSpec, parameter_text
 
@@ -43,17 +44,26 @@ class Placement:
 @dataclass(frozen=True)
 class RenderedTrial:
     trial: Trial
-    spec: dict[str, Any]
-    """The SkyPilot task spec as a mapping (``sky.Task.from_yaml_config`` takes it)."""
+    rendered_spec: dict[str, Any]
+    """The spec as rendered; read it through :attr:`spec`, which hands out copies."""
     secret_envs: dict[str, str] = field(default_factory=dict)
     """Env name → its template with ``{{secret.NAME}}`` references, filled at launch."""
 
     @property
+    def spec(self) -> dict[str, Any]:
+        """The SkyPilot task spec as a mapping (``sky.Task.from_yaml_config`` takes it).
+
+        A fresh copy on every access: ``sky.Task.from_yaml_config`` consumes the mapping it
+        is given (it pops keys), so validating a spec must not empty the one we launch.
+        """
+        return copy.deepcopy(self.rendered_spec)
+
+    @property
     def job_name(self) -> str:
-        return str(self.spec["name"])
+        return str(self.rendered_spec["name"])
 
     def to_yaml(self) -> str:
-        return dump_spec(self.spec)
+        return dump_spec(self.rendered_spec)
 
 
 def render(
@@ -121,7 +131,7 @@ def resolve_secrets(rendered: RenderedTrial, environ: dict[str, str]) -> dict[st
             for candidate in (name, name.lstrip("_")):
                 if candidate in environ:
                     return environ[candidate]
-            raise UsageError(
+            raise SecretMissingError(
                 f"secret '{name}' (for env {env_name}) is not set in your environment",
                 hint=f"export {name.lstrip('_')}=... before launching; secrets are read at "
                 "launch time and never written to disk",
@@ -149,7 +159,7 @@ def _resources(task: TaskSpec, trial: Trial, infra_list: list[str], spread: bool
             out[key] = given[key]
     if "disk_space" in given:
         out["disk_size"] = _disk_size(given["disk_space"])
-    location = [str(given[k]) for k in ("cloud", "region", "zone") if given.get(k)]
+    location = _location(given)
     if isinstance(given.get("infra"), str):
         infra_list = [given["infra"]]
     if spread and infra_list:
@@ -160,8 +170,20 @@ def _resources(task: TaskSpec, trial: Trial, infra_list: list[str], spread: bool
         key = "ordered" if task.resources.infra_order == "ordered" else "any_of"
         out[key] = [{"infra": infra} for infra in infra_list]
     elif location:
-        out["infra"] = "/".join(location)
+        out["infra"] = location
     return out
+
+
+def _location(given: dict[str, Any]) -> str | None:
+    """``cloud``/``region``/``zone`` as one SkyPilot infra string, ``*`` for a gap.
+
+    ``region: us-east-1`` alone is ``*/us-east-1``, and ``cloud: aws`` with ``zone: us-east-1a``
+    is ``aws/*/us-east-1a``: SkyPilot reads the parts by position.
+    """
+    parts = [str(given[k]) if given.get(k) else "*" for k in ("cloud", "region", "zone")]
+    while parts and parts[-1] == "*":
+        parts.pop()
+    return "/".join(parts) or None
 
 
 def _infra_list(task: TaskSpec) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Scalar = str | int | float | bool
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -72,6 +72,23 @@ class Sweep(_Strict):
             )
         return value
 
+    @field_validator("sweep_config")
+    @classmethod
+    def _swept_names(cls, value: dict[str, list[Scalar]]) -> dict[str, list[Scalar]]:
+        _check_parameter_names([n for n in value if not n.startswith(RESOURCE_SWEEP_PREFIX)])
+        unknown = [
+            n.removeprefix(RESOURCE_SWEEP_PREFIX)
+            for n in value
+            if n.startswith(RESOURCE_SWEEP_PREFIX)
+            and n.removeprefix(RESOURCE_SWEEP_PREFIX) not in SWEEPABLE_RESOURCES
+        ]
+        if unknown:
+            raise ValueError(
+                f"resources.{unknown[0]} cannot be swept; sweepable resource keys are "
+                + ", ".join(sorted(SWEEPABLE_RESOURCES))
+            )
+        return value
+
     @field_validator("sweep_metric")
     @classmethod
     def _metric_named(cls, value: str) -> str:
@@ -120,7 +137,8 @@ class TaskSpec(_Strict):
         bad = [name for name in value if not ENV_NAME.match(name)]
         if bad:
             raise ValueError(f"{', '.join(repr(b) for b in bad)} cannot be an environment "
-                             "variable name; use letters, digits and '_', not starting with a digit")
+                             "variable name; use letters, digits and '_', not starting with a "
+                             "digit")
         return value
 
     @field_validator("parameters", mode="before")
@@ -143,35 +161,11 @@ class TaskSpec(_Strict):
                 resolved[name] = item
         return resolved
 
-    @model_validator(mode="after")
-    def _parameter_names(self) -> TaskSpec:
-        names = list(self.parameters)
-        if self.sweeps:
-            names += [n for n in self.sweeps.sweep_config if not n.startswith(RESOURCE_SWEEP_PREFIX)]
-        bad = [n for n in names if not ENV_NAME.match(n)]
-        if bad:
-            raise ValueError(
-                f"parameter name(s) {', '.join(repr(b) for b in bad)} cannot be environment "
-                "variables, which is how a job receives them; rename using letters, digits and "
-                "'_' (e.g. 'learning_rate'), not starting with a digit"
-            )
-        reserved = [n for n in names if n.upper().startswith(RESERVED_PREFIXES)]
-        if reserved:
-            raise ValueError(f"parameter name(s) {', '.join(repr(r) for r in reserved)} use a "
-                             "reserved prefix (SKYSWEEP_, SKYPILOT_); rename them")
-        if self.sweeps:
-            unknown = [
-                n.removeprefix(RESOURCE_SWEEP_PREFIX)
-                for n in self.sweeps.sweep_config
-                if n.startswith(RESOURCE_SWEEP_PREFIX)
-                and n.removeprefix(RESOURCE_SWEEP_PREFIX) not in SWEEPABLE_RESOURCES
-            ]
-            if unknown:
-                raise ValueError(
-                    f"resources.{unknown[0]} cannot be swept; sweepable resource keys are "
-                    + ", ".join(sorted(SWEEPABLE_RESOURCES))
-                )
-        return self
+    @field_validator("parameters")
+    @classmethod
+    def _parameter_names(cls, value: dict[str, Scalar]) -> dict[str, Scalar]:
+        _check_parameter_names(list(value))
+        return value
 
     def secret_names(self) -> list[str]:
         """The secrets the envs refer to, in order of first use."""
@@ -186,6 +180,21 @@ class TaskSpec(_Strict):
 SWEEPABLE_RESOURCES = frozenset(
     name for name in Resources.model_fields if name not in {"infra_order", "compute_provider"}
 )
+
+
+def _check_parameter_names(names: list[str]) -> None:
+    """Every parameter reaches its job as an environment variable of the same name."""
+    bad = [n for n in names if not ENV_NAME.match(n)]
+    if bad:
+        raise ValueError(
+            f"parameter name(s) {', '.join(repr(b) for b in bad)} cannot be environment "
+            "variables, which is how a job receives them; rename using letters, digits and "
+            "'_' (e.g. 'learning_rate'), not starting with a digit"
+        )
+    reserved = [n for n in names if n.upper().startswith(RESERVED_PREFIXES)]
+    if reserved:
+        raise ValueError(f"parameter name(s) {', '.join(repr(r) for r in reserved)} use a "
+                         "reserved prefix (SKYSWEEP_, SKYPILOT_); rename them")
 
 
 def _scalar_text(value: Scalar) -> str:
