@@ -275,6 +275,8 @@ def up(
     ranking = _follow_with_progress(err, the_store, outcome.manifest, backend, sweep_url,
                                     top_up if in_waves else None)
     _print_ranking(ranking, output)
+    err.print(f"results kept in {sweep_url}; show them again with: skysweep results {the_id}"
+              + ("" if store is None else f" --store {store}"))
     raise typer.Exit(0 if ranking.all_succeeded else 1)
 
 
