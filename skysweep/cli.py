@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from enum import Enum
 from pathlib import Path
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from skysweep.rank import Ranking
     from skysweep.settings import SweepRef
     from skysweep.task import TaskSpec
+
+SWEEP_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 
 app = typer.Typer(
     name="skysweep",
@@ -66,7 +69,7 @@ SweepOverride = Annotated[list[str] | None, typer.Option(
 def _err() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _out() -> Console:
@@ -183,6 +186,10 @@ def up(
     the_store = store_for(store)
     parallel = max_parallel or (task.sweeps.max_parallel if task.sweeps else None) \
         or default_parallelism(task, len(trials))
+    if sweep_id is not None and not SWEEP_ID.match(sweep_id):
+        raise UsageError(f"--sweep-id {sweep_id!r} is not a sweep id",
+                         hint="use lowercase letters, digits, '.', '_' and '-', starting with a "
+                              "letter or digit (at most 100), e.g. the id `up` printed")
     resumed = sweep_id is not None and _exists(the_store, sweep_id)
     the_id = sweep_id or new_sweep_id(task.name)
     backend = get_backend(backend_name)
@@ -561,7 +568,7 @@ def retry(
 
 def main() -> None:
     """Entry point: our errors become a message and an exit code, never a traceback."""
-    import click
+    from typer._click import exceptions as click_errors
 
     try:
         code = app(standalone_mode=False)
@@ -570,13 +577,18 @@ def main() -> None:
 
         _err().print(Text("error: ", style="bold red") + Text(str(exc)))
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         sys.exit(130)
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        sys.exit(2 if isinstance(exc, click.exceptions.UsageError) else exc.exit_code)
+    except click_errors.ClickException as exc:
+        from rich.text import Text
+
+        context = getattr(exc, "ctx", None)
+        command = context.command_path if context is not None else "skysweep"
+        _err().print(Text("error: ", style="bold red") + Text(
+            f"{exc.format_message()}\n  hint: see '{command} --help'"))
+        sys.exit(2 if isinstance(exc, click_errors.UsageError) else exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

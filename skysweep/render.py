@@ -8,7 +8,6 @@ memory at launch time and never reach a rendered file.
 
 from __future__ import annotations
 
-import copy
 import json
 import shlex
 from dataclasses import dataclass, field
@@ -44,26 +43,18 @@ class Placement:
 @dataclass(frozen=True)
 class RenderedTrial:
     trial: Trial
-    rendered_spec: dict[str, Any]
-    """The spec as rendered; read it through :attr:`spec`, which hands out copies."""
+    spec: dict[str, Any]
+    """The SkyPilot task spec as a mapping. ``sky.Task.from_yaml_config`` consumes the mapping
+    it is given (it pops keys): pass it a ``copy.deepcopy``."""
     secret_envs: dict[str, str] = field(default_factory=dict)
     """Env name → its template with ``{{secret.NAME}}`` references, filled at launch."""
 
     @property
-    def spec(self) -> dict[str, Any]:
-        """The SkyPilot task spec as a mapping (``sky.Task.from_yaml_config`` takes it).
-
-        A fresh copy on every access: ``sky.Task.from_yaml_config`` consumes the mapping it
-        is given (it pops keys), so validating a spec must not empty the one we launch.
-        """
-        return copy.deepcopy(self.rendered_spec)
-
-    @property
     def job_name(self) -> str:
-        return str(self.rendered_spec["name"])
+        return str(self.spec["name"])
 
     def to_yaml(self) -> str:
-        return dump_spec(self.rendered_spec)
+        return dump_spec(self.spec)
 
 
 def render(

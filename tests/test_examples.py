@@ -1,0 +1,79 @@
+"""Every task file under examples/ loads, renders and passes SkyPilot's own validation.
+
+Discovered by glob, so a new example is covered the day it is added. CI workflows under
+examples/ci/ are not task files.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from conftest import EXAMPLES
+
+from skysweep.expand import expand
+from skysweep.load import load
+from skysweep.render import Placement, render
+
+
+def example_task_files() -> list[Path]:
+    found = [p for pattern in ("*.yaml", "*.yml", "*.json") for p in EXAMPLES.rglob(pattern)]
+    return sorted(
+        p
+        for p in found
+        if "ci" not in p.relative_to(EXAMPLES).parts[:1]
+        and not any(part.startswith(".") for part in p.relative_to(EXAMPLES).parts)
+    )
+
+
+EXAMPLE_FILES = example_task_files()
+
+
+@pytest.fixture(scope="module")
+def sky() -> Iterator[ModuleType]:
+    import sky as sky_module
+
+    yield sky_module
+
+
+def test_the_examples_are_found() -> None:
+    names = {p.relative_to(EXAMPLES).as_posix() for p in EXAMPLE_FILES}
+    assert {"quickstart/task.yaml", "quickstart/task.json"} <= names
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.relative_to(EXAMPLES).as_posix())
+def test_example_loads_renders_and_skypilot_accepts_it(sky: ModuleType, path: Path) -> None:
+    task = load(path)
+    trials = expand(task)
+    assert trials
+    for placement in (Placement.mounted("s3://bucket/sweeps/ex"), Placement("/tmp/ex")):
+        rendered = render(
+            task, trials, sweep_id="ex", placement=placement, task_dir=path.parent, spread=True
+        )
+        assert [r.trial.trial_id for r in rendered] == [t.trial_id for t in trials]
+        for item in rendered:
+            parsed = sky.Task.from_yaml_config(copy.deepcopy(item.spec))
+            assert parsed.envs["SKYSWEEP_TRIAL_ID"] == item.trial.trial_id
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.relative_to(EXAMPLES).as_posix())
+def test_example_scripts_exist(path: Path) -> None:
+    """A script an example runs from its own folder is shipped beside it."""
+    task = load(path)
+    if task.github_repo_url:
+        return  # the script comes from the repository
+    for script in re.findall(r"\bpython3?\s+(?:-u\s+)?([\w./-]+\.py)\b", task.run):
+        assert (path.parent / script).is_file(), f"{path}: runs {script}, which is missing"
+
+
+def test_the_two_quickstart_forms_are_the_same_sweep() -> None:
+    nested = load(EXAMPLES / "quickstart" / "task.yaml")
+    flat = load(EXAMPLES / "quickstart" / "task.json")
+    assert [t.params for t in expand(nested)] == [t.params for t in expand(flat)]
+    assert [t.trial_id for t in expand(nested)] == [t.trial_id for t in expand(flat)]
+    assert nested.sweeps == flat.sweeps and nested.resources == flat.resources
+    assert (nested.run, nested.setup) == (flat.run, flat.setup)
