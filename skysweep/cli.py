@@ -479,7 +479,8 @@ def list_sweeps(
                          indent=2))
         return
     table = Table(title=f"sweeps in {the_store.url}", title_justify="left")
-    for column in ("sweep", "name", "created", "backend", "trials"):
+    table.add_column("sweep", no_wrap=True)
+    for column in ("name", "created", "backend", "trials"):
         table.add_column(column)
     for m in found:
         table.add_row(m.sweep_id, m.name, m.created_at, m.backend, str(len(m.trials)))

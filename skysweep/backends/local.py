@@ -10,8 +10,10 @@ trials write to a staging folder that the runner uploads as each trial ends.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -247,6 +249,12 @@ class _Runner:
         if self.stopping.is_set():
             return
         out = self.folder / "trials" / trial_id
+        if self.upload:
+            # The staging folder is only this machine's copy: a relaunched trial (retry,
+            # resume) starts clean there, as it does in the store, where the previous attempt
+            # was archived. Stale files would otherwise be uploaded again as this attempt's.
+            shutil.rmtree(out, ignore_errors=True)
+            (self.folder / "finished" / f"{trial_id}.json").unlink(missing_ok=True)
         out.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **trial["env"], "SKYSWEEP_OUTPUT_DIR": str(out),
                "SKYSWEEP_SWEEP_DIR": str(self.folder)}
@@ -298,10 +306,8 @@ class _Runner:
         with self.lock:
             running = dict(self.children)
         for child in running.values():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         for child in running.values():
             child.wait()
         for trial in self.payload["trials"]:
