@@ -160,8 +160,14 @@ def main() -> None:
     t_import, sky = timed(lambda: __import__("sky"))
     t_validate, _ = timed(lambda: validate_all(sky, rendered))
     t_fast, _ = timed(lambda: validate(rendered))
-    full_checks = len({json.dumps({k: v for k, v in r.spec.items() if k not in ("name", "envs")},
-                                  sort_keys=True) for r in rendered})
+    full_checks = len(
+        {
+            json.dumps(
+                {k: v for k, v in r.spec.items() if k not in ("name", "envs")}, sort_keys=True
+            )
+            for r in rendered
+        }
+    )
     faithful = fast_path_is_faithful(sky, validate, rendered)
 
     ms = 1000.0
@@ -180,8 +186,12 @@ def main() -> None:
         ("render + validate all (no import)", ours + t_validate, TARGET_RENDER_S, None),
         ("render + skysweep's validate (no import)", ours + t_fast, TARGET_RENDER_S, None),
         ("render + validate all + import sky", ours + t_validate + t_import, TARGET_RENDER_S, None),
-        ("render + skysweep's validate + import sky", ours + t_fast + t_import, TARGET_RENDER_S,
-         None),
+        (
+            "render + skysweep's validate + import sky",
+            ours + t_fast + t_import,
+            TARGET_RENDER_S,
+            None,
+        ),
     ]
     print(f"{'measure':<44} {'seconds':>9} {'target':>8} {'per trial':>11}  ")
     for name, value, target, per in rows:

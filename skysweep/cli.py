@@ -34,8 +34,8 @@ SWEEP_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 app = typer.Typer(
     name="skysweep",
     help="Hyperparameter sweeps from one Transformer Lab task file: expand the sweep, launch "
-         "every trial (locally or as SkyPilot managed jobs), collect metrics from object "
-         "storage and rank the trials.",
+    "every trial (locally or as SkyPilot managed jobs), collect metrics from object "
+    "storage and rank the trials.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -55,15 +55,29 @@ class Format(str, Enum):
     markdown = "markdown"
 
 
-StoreOpt = Annotated[str | None, typer.Option(
-    "--store", help="Store URL (file:///path, s3://bucket/prefix). Default: $SKYSWEEP_STORE, "
-                    "then the config file, then file://~/.skysweep/store.")]
-SweepArg = Annotated[str, typer.Argument(
-    help="A sweep id, or the store URL of the sweep's prefix (s3://bucket/prefix/SWEEP_ID).")]
+StoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="Store URL (file:///path, s3://bucket/prefix). Default: $SKYSWEEP_STORE, "
+        "then the config file, then file://~/.skysweep/store.",
+    ),
+]
+SweepArg = Annotated[
+    str,
+    typer.Argument(
+        help="A sweep id, or the store URL of the sweep's prefix (s3://bucket/prefix/SWEEP_ID)."
+    ),
+]
 TaskArg = Annotated[Path, typer.Argument(help="The task file (YAML or JSON).")]
-SweepOverride = Annotated[list[str] | None, typer.Option(
-    "--sweep", metavar="NAME=V1,V2",
-    help="Sweep a parameter from the command line (repeatable), e.g. --sweep lr=1e-4,3e-4.")]
+SweepOverride = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--sweep",
+        metavar="NAME=V1,V2",
+        help="Sweep a parameter from the command line (repeatable), e.g. --sweep lr=1e-4,3e-4.",
+    ),
+]
 
 
 def _err() -> Console:
@@ -87,8 +101,9 @@ def _parse_overrides(values: list[str] | None) -> dict[str, list[Any]]:
     for item in values or []:
         name, sep, raw = item.partition("=")
         if not sep or not name or not raw:
-            raise UsageError(f"--sweep {item!r} is not NAME=V1,V2",
-                             hint="e.g. --sweep learning_rate=1e-4,3e-4")
+            raise UsageError(
+                f"--sweep {item!r} is not NAME=V1,V2", hint="e.g. --sweep learning_rate=1e-4,3e-4"
+            )
         overrides[name.strip()] = [yaml.load(v, Loader=_Yaml12Loader) for v in raw.split(",")]
     return overrides
 
@@ -105,8 +120,9 @@ def render(
     out: Annotated[Path, typer.Option("--out", help="Folder for one YAML per trial.")],
     store: StoreOpt = None,
     sweep: SweepOverride = None,
-    spread: Annotated[bool, typer.Option(help="Assign trials round-robin over resources.infra.")
-                      ] = False,
+    spread: Annotated[
+        bool, typer.Option(help="Assign trials round-robin over resources.infra.")
+    ] = False,
 ) -> None:
     """Write each trial as a SkyPilot task YAML that `sky jobs launch` accepts as is.
 
@@ -123,45 +139,71 @@ def render(
     url = store_url(store)
     backend = "sky" if url.split("://", 1)[0] in ("s3", "r2") else "local"
     sweep_id = new_sweep_id(task.name)
-    rendered = render_sweep(task, trials, sweep_id=sweep_id, backend_name=backend,
-                            store=store_for(store), task_file=task_file)
+    rendered = render_sweep(
+        task,
+        trials,
+        sweep_id=sweep_id,
+        backend_name=backend,
+        store=store_for(store),
+        task_file=task_file,
+    )
     validate(rendered)
     out.mkdir(parents=True, exist_ok=True)
     for item in rendered:
         (out / f"{item.trial.index:04d}-{item.trial.trial_id}.yaml").write_text(item.to_yaml())
     err = _err()
-    err.print(f"{len(rendered)} trial spec(s) written to {out} (sweep id {sweep_id}); "
-              "SkyPilot's schema accepts every one.")
+    err.print(
+        f"{len(rendered)} trial spec(s) written to {out} (sweep id {sweep_id}); "
+        "SkyPilot's schema accepts every one."
+    )
     if backend == "local":
-        err.print("[yellow]note:[/] no s3:// store was given, so the specs mount no bucket and "
-                  "trial outputs stay on the VM; pass --store s3://BUCKET/PREFIX to collect them.")
+        err.print(
+            "[yellow]note:[/] no s3:// store was given, so the specs mount no bucket and "
+            "trial outputs stay on the VM; pass --store s3://BUCKET/PREFIX to collect them."
+        )
 
 
 @app.command()
 def up(
     task_file: TaskArg,
-    local: Annotated[bool, typer.Option("--local", help="Run every trial as a subprocess on "
-                                                        "this machine (no cloud account).")
-                     ] = False,
+    local: Annotated[
+        bool,
+        typer.Option(
+            "--local", help="Run every trial as a subprocess on this machine (no cloud account)."
+        ),
+    ] = False,
     store: StoreOpt = None,
-    max_parallel: Annotated[int | None, typer.Option(
-        "--max-parallel", min=1, help="At most N trials at once. Default: sweeps.max_parallel, "
-                                      "else (local) cores / requested cpus.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; launch nothing.")
-                       ] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")
-                   ] = False,
-    detach: Annotated[bool, typer.Option("--detach", help="Submit and exit; follow later with "
-                                                          "`skysweep wait`.")] = False,
-    output: Annotated[Output, typer.Option("--output", help="table for people, json for "
-                                                            "scripts (on stdout).")
-                      ] = Output.table,
-    sweep_id: Annotated[str | None, typer.Option(
-        "--sweep-id", help="Resume this sweep: launch only its trials that were never "
-                           "launched.")] = None,
-    spread: Annotated[bool, typer.Option(
-        "--spread", help="Assign trials round-robin across resources.infra providers.")
-                      ] = False,
+    max_parallel: Annotated[
+        int | None,
+        typer.Option(
+            "--max-parallel",
+            min=1,
+            help="At most N trials at once. Default: sweeps.max_parallel, "
+            "else (local) cores / requested cpus.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the plan; launch nothing.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Submit and exit; follow later with `skysweep wait`.")
+    ] = False,
+    output: Annotated[
+        Output, typer.Option("--output", help="table for people, json for scripts (on stdout).")
+    ] = Output.table,
+    sweep_id: Annotated[
+        str | None,
+        typer.Option(
+            "--sweep-id", help="Resume this sweep: launch only its trials that were never launched."
+        ),
+    ] = None,
+    spread: Annotated[
+        bool,
+        typer.Option(
+            "--spread", help="Assign trials round-robin across resources.infra providers."
+        ),
+    ] = False,
     sweep: SweepOverride = None,
 ) -> None:
     """Expand the sweep, launch every trial, follow them and print the ranking."""
@@ -181,20 +223,34 @@ def up(
         raise UsageError(
             f"{task_file}: envs refer to secret(s) not set in your environment: "
             + ", ".join(missing),
-            hint="export " + " ".join(f"{m.lstrip('_')}=..." for m in missing)
-                 + " first; secrets are read at launch and never written to disk")
+            hint="export "
+            + " ".join(f"{m.lstrip('_')}=..." for m in missing)
+            + " first; secrets are read at launch and never written to disk",
+        )
     the_store = store_for(store)
-    parallel = max_parallel or (task.sweeps.max_parallel if task.sweeps else None) \
+    parallel = (
+        max_parallel
+        or (task.sweeps.max_parallel if task.sweeps else None)
         or default_parallelism(task, len(trials))
+    )
     if sweep_id is not None and not SWEEP_ID.match(sweep_id):
-        raise UsageError(f"--sweep-id {sweep_id!r} is not a sweep id",
-                         hint="use lowercase letters, digits, '.', '_' and '-', starting with a "
-                              "letter or digit (at most 100), e.g. the id `up` printed")
+        raise UsageError(
+            f"--sweep-id {sweep_id!r} is not a sweep id",
+            hint="use lowercase letters, digits, '.', '_' and '-', starting with a "
+            "letter or digit (at most 100), e.g. the id `up` printed",
+        )
     resumed = sweep_id is not None and _exists(the_store, sweep_id)
     the_id = sweep_id or new_sweep_id(task.name)
     backend = get_backend(backend_name)
-    rendered = render_sweep(task, trials, sweep_id=the_id, backend_name=backend_name,
-                            store=the_store, task_file=task_file, spread=spread)
+    rendered = render_sweep(
+        task,
+        trials,
+        sweep_id=the_id,
+        backend_name=backend_name,
+        store=the_store,
+        task_file=task_file,
+        spread=spread,
+    )
     if resumed:
         manifest = read_manifest(the_store, the_id)
         known = {t.trial_id for t in manifest.trials}
@@ -204,16 +260,25 @@ def up(
                 f"{task_file}: the sweep section no longer matches sweep {the_id} "
                 f"({len(new)} trial(s) are not in it)",
                 hint="resume with the task file the sweep was started with, or start a new "
-                     "sweep without --sweep-id")
+                "sweep without --sweep-id",
+            )
         if manifest.backend != backend_name:
-            raise UsageError(f"sweep {the_id} runs on the {manifest.backend} backend",
-                             hint="resume it with the same backend ("
-                                  + ("--local" if manifest.backend == "local" else "no --local")
-                                  + ")")
+            raise UsageError(
+                f"sweep {the_id} runs on the {manifest.backend} backend",
+                hint="resume it with the same backend ("
+                + ("--local" if manifest.backend == "local" else "no --local")
+                + ")",
+            )
     else:
-        manifest = Manifest.new(sweep_id=the_id, task=task, task_file=task_file.resolve(),
-                                trials=trials, backend=backend_name, store_url=the_store.url,
-                                max_parallel=parallel)
+        manifest = Manifest.new(
+            sweep_id=the_id,
+            task=task,
+            task_file=task_file.resolve(),
+            trials=trials,
+            backend=backend_name,
+            store_url=the_store.url,
+            max_parallel=parallel,
+        )
 
     _show_plan(err, task, len(trials), backend_name, the_store.url, the_id, parallel, rendered)
     if backend_name == "sky":
@@ -223,12 +288,24 @@ def up(
             err.print(line)
     if dry_run:
         if output is Output.json:
-            print(json.dumps({"sweep_id": the_id, "store_url": f"{the_store.url}/{the_id}",
-                              "trials": len(trials), "launched": [], "dry_run": True}))
+            print(
+                json.dumps(
+                    {
+                        "sweep_id": the_id,
+                        "store_url": f"{the_store.url}/{the_id}",
+                        "trials": len(trials),
+                        "launched": [],
+                        "dry_run": True,
+                    }
+                )
+            )
         err.print("dry run: nothing launched.")
         return
-    if not yes and sys.stdin.isatty() and not typer.confirm(
-            f"Launch {len(trials)} trial(s)?", default=True, err=True):
+    if (
+        not yes
+        and sys.stdin.isatty()
+        and not typer.confirm(f"Launch {len(trials)} trial(s)?", default=True, err=True)
+    ):
         raise typer.Exit(1)
 
     only = None
@@ -246,17 +323,24 @@ def up(
             f"--detach cannot hold {len(trials)} SkyPilot trials to --max-parallel {parallel}: "
             "nobody would be watching to launch the rest",
             hint="drop --detach so `up` launches in waves, or raise --max-parallel to "
-                 f"{len(trials)}")
+            f"{len(trials)}",
+        )
     if in_waves:
         order = {t.trial_id: t.index for t in trials}
-        candidates = only if only is not None else {
-            t.trial_id for t in trials if t.trial_id not in manifest.jobs}
+        candidates = (
+            only
+            if only is not None
+            else {t.trial_id for t in trials if t.trial_id not in manifest.jobs}
+        )
         only = set(sorted(candidates, key=order.__getitem__)[:parallel])
-    outcome = launch(manifest, rendered, store=the_store, backend=backend,
-                     max_parallel=parallel, only=only)
+    outcome = launch(
+        manifest, rendered, store=the_store, backend=backend, max_parallel=parallel, only=only
+    )
     if resumed:
-        err.print(f"resumed: {len(outcome.launched)} trial(s) launched now; trials launched "
-                  "before were left alone.")
+        err.print(
+            f"resumed: {len(outcome.launched)} trial(s) launched now; trials launched "
+            "before were left alone."
+        )
     elif in_waves:
         err.print(f"launched the first {len(outcome.launched)}; the rest follow as trials end.")
 
@@ -266,24 +350,43 @@ def up(
         states = {t.result.trial_id: t.result.state for t in ranking.trials}
         wave = next_wave(outcome.manifest, states, parallel)
         if wave:
-            launch(outcome.manifest, rendered, store=the_store, backend=backend,
-                   max_parallel=parallel, only=wave)
+            launch(
+                outcome.manifest,
+                rendered,
+                store=the_store,
+                backend=backend,
+                max_parallel=parallel,
+                only=wave,
+            )
 
     sweep_url = f"{the_store.url}/{the_id}"
     if detach:
         if output is Output.json:
-            print(json.dumps({"sweep_id": the_id, "store_url": sweep_url,
-                              "backend": backend_name, "trials": len(trials),
-                              "launched": outcome.launched, "skipped": outcome.skipped}))
+            print(
+                json.dumps(
+                    {
+                        "sweep_id": the_id,
+                        "store_url": sweep_url,
+                        "backend": backend_name,
+                        "trials": len(trials),
+                        "launched": outcome.launched,
+                        "skipped": outcome.skipped,
+                    }
+                )
+            )
         else:
-            err.print(f"submitted sweep [bold]{the_id}[/]; follow it with: skysweep wait "
-                      f"{sweep_url}")
+            err.print(
+                f"submitted sweep [bold]{the_id}[/]; follow it with: skysweep wait {sweep_url}"
+            )
         return
-    ranking = _follow_with_progress(err, the_store, outcome.manifest, backend, sweep_url,
-                                    top_up if in_waves else None)
+    ranking = _follow_with_progress(
+        err, the_store, outcome.manifest, backend, sweep_url, top_up if in_waves else None
+    )
     _print_ranking(ranking, output)
-    err.print(f"results kept in {sweep_url}; show them again with: skysweep results {the_id}"
-              + ("" if store is None else f" --store {store}"))
+    err.print(
+        f"results kept in {sweep_url}; show them again with: skysweep results {the_id}"
+        + ("" if store is None else f" --store {store}")
+    )
     raise typer.Exit(0 if ranking.all_succeeded else 1)
 
 
@@ -293,37 +396,59 @@ def _exists(store: Any, sweep_id: str) -> bool:
     return store.get(f"{sweep_id}/{MANIFEST}") is not None
 
 
-def _show_plan(err: Console, task: TaskSpec, count: int, backend: str, store: str,
-               sweep_id: str, parallel: int, rendered: list[Any]) -> None:
+def _show_plan(
+    err: Console,
+    task: TaskSpec,
+    count: int,
+    backend: str,
+    store: str,
+    sweep_id: str,
+    parallel: int,
+    rendered: list[Any],
+) -> None:
     names = list(task.sweeps.sweep_config) if task.sweeps else []
     resources = {json.dumps(r.spec.get("resources", {}), sort_keys=True) for r in rendered}
-    err.print(f"[bold]{task.name}[/]: {count} trial(s)"
-              + (f" over {', '.join(names)}" if names else "")
-              + f" on the {backend} backend, at most {parallel} at once")
+    err.print(
+        f"[bold]{task.name}[/]: {count} trial(s)"
+        + (f" over {', '.join(names)}" if names else "")
+        + f" on the {backend} backend, at most {parallel} at once"
+    )
     for item in sorted(resources):
         err.print(f"  resources: {item if item != '{}' else '(SkyPilot defaults)'}")
     err.print(f"  sweep {sweep_id} in {store}")
 
 
-def _follow_with_progress(err: Console, store: Any, manifest: Manifest, backend: Backend,
-                          sweep_url: str,
-                          each_look: Callable[[Ranking], None] | None = None) -> Ranking:
+def _follow_with_progress(
+    err: Console,
+    store: Any,
+    manifest: Manifest,
+    backend: Backend,
+    sweep_url: str,
+    each_look: Callable[[Ranking], None] | None = None,
+) -> Ranking:
     from collections import Counter
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from skysweep.follow import follow
 
-    progress = Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
-                        transient=False)
+    progress = Progress(
+        TextColumn("[bold]trials"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
     bar = progress.add_task("", total=len(manifest.trials))
 
     def on_look(ranking: Ranking) -> None:
         counts = Counter(t.result.state for t in ranking.trials)
         done = sum(t.result.finished for t in ranking.trials)
-        progress.update(bar, completed=done,
-                        description=" ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+        progress.update(
+            bar, completed=done, description=" ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        )
         if each_look is not None:
             each_look(ranking)
 
@@ -336,7 +461,8 @@ def _follow_with_progress(err: Console, store: Any, manifest: Manifest, backend:
             f"  watch:  skysweep wait {sweep_url}\n"
             f"  cancel: skysweep down {sweep_url}\n"
             f"  resume: skysweep up TASK_FILE --sweep-id {manifest.sweep_id}"
-            + (" --local" if manifest.backend == "local" else ""))
+            + (" --local" if manifest.backend == "local" else "")
+        )
         raise typer.Exit(130) from None
 
 
@@ -351,8 +477,10 @@ def _print_ranking(ranking: Ranking, output: Output | Format, best_only: bool = 
         best = ranking.best
         if best is not None and not best_only:
             params = ", ".join(f"{k}={v}" for k, v in best.result.params.items())
-            _out().print(f"best: trial {best.result.trial_id} with {ranking.metric} = "
-                         f"{best.value:.6g} ({params or 'no parameters'})")
+            _out().print(
+                f"best: trial {best.result.trial_id} with {ranking.metric} = "
+                f"{best.value:.6g} ({params or 'no parameters'})"
+            )
 
 
 def _open(sweep: str, store: str | None) -> tuple[SweepRef, Manifest]:
@@ -386,8 +514,12 @@ def status(
     if output is Output.json:
         print(json.dumps(ranking_json(ranking), indent=2))
     else:
-        _out().print(ranking_table(ranking, title=f"{manifest.sweep_id} ({manifest.backend}): "
-                                                  f"{len(ranking.trials)} trials"))
+        _out().print(
+            ranking_table(
+                ranking,
+                title=f"{manifest.sweep_id} ({manifest.backend}): {len(ranking.trials)} trials",
+            )
+        )
 
 
 @app.command()
@@ -413,9 +545,9 @@ def results(
 def wait(
     sweep: SweepArg,
     store: StoreOpt = None,
-    timeout: Annotated[float | None, typer.Option("--timeout", min=0,
-                                                  help="Give up after SECONDS (exit 3).")
-                       ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", min=0, help="Give up after SECONDS (exit 3).")
+    ] = None,
     interval: Annotated[float, typer.Option("--interval", min=0.1)] = 5.0,
 ) -> None:
     """Return when every trial has finished. Progress on stderr.
@@ -439,11 +571,21 @@ def wait(
             last[0] = line
 
     backend = _backend_for(manifest, live=manifest.backend == "sky")
-    ranking = follow(ref.store, manifest, backend, timeout=timeout, interval=interval,
-                     on_look=on_look, reload_manifest=True)
+    ranking = follow(
+        ref.store,
+        manifest,
+        backend,
+        timeout=timeout,
+        interval=interval,
+        on_look=on_look,
+        reload_manifest=True,
+    )
     best = ranking.best
-    err.print(f"finished: best trial {best.result.trial_id} ({ranking.metric} = "
-              f"{best.value:.6g})" if best else "finished: no trial has the metric")
+    err.print(
+        f"finished: best trial {best.result.trial_id} ({ranking.metric} = {best.value:.6g})"
+        if best
+        else "finished: no trial has the metric"
+    )
     raise typer.Exit(0 if ranking.all_succeeded else 1)
 
 
@@ -473,10 +615,22 @@ def list_sweeps(
         found = [m for m in pool.map(read, the_store.children("")) if m is not None]
     found.sort(key=lambda m: m.created_at, reverse=True)
     if output is Output.json:
-        print(json.dumps([{"sweep_id": m.sweep_id, "name": m.name, "created_at": m.created_at,
-                           "backend": m.backend, "trials": len(m.trials),
-                           "store_url": f"{the_store.url}/{m.sweep_id}"} for m in found],
-                         indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "sweep_id": m.sweep_id,
+                        "name": m.name,
+                        "created_at": m.created_at,
+                        "backend": m.backend,
+                        "trials": len(m.trials),
+                        "store_url": f"{the_store.url}/{m.sweep_id}",
+                    }
+                    for m in found
+                ],
+                indent=2,
+            )
+        )
         return
     table = Table(title=f"sweeps in {the_store.url}", title_justify="left")
     table.add_column("sweep", no_wrap=True)
@@ -499,8 +653,10 @@ def logs(
 
     ref, manifest = _open(sweep, store)
     if trial not in {t.trial_id for t in manifest.trials}:
-        raise UsageError(f"sweep {manifest.sweep_id} has no trial {trial!r}",
-                         hint="see the trial ids with 'skysweep status " + sweep + "'")
+        raise UsageError(
+            f"sweep {manifest.sweep_id} has no trial {trial!r}",
+            hint="see the trial ids with 'skysweep status " + sweep + "'",
+        )
     for chunk in get_backend(manifest.backend).logs(manifest, ref.store, trial, follow):
         sys.stdout.write(chunk)
         sys.stdout.flush()
@@ -513,17 +669,21 @@ def down(sweep: SweepArg, store: StoreOpt = None) -> None:
 
     ref, manifest = _open(sweep, store)
     cancelled = get_backend(manifest.backend).cancel(manifest, ref.store)
-    _err().print(f"sweep {manifest.sweep_id}: cancelled {len(cancelled)} job(s)"
-                 + (f" ({', '.join(cancelled)})" if cancelled else
-                    "; nothing was running"))
+    _err().print(
+        f"sweep {manifest.sweep_id}: cancelled {len(cancelled)} job(s)"
+        + (f" ({', '.join(cancelled)})" if cancelled else "; nothing was running")
+    )
 
 
 @app.command()
 def retry(
     sweep: SweepArg,
-    task_file: Annotated[Path | None, typer.Option(
-        "--task-file", help="Where the task file is now (default: where it was at `up`).")
-                         ] = None,
+    task_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--task-file", help="Where the task file is now (default: where it was at `up`)."
+        ),
+    ] = None,
     store: StoreOpt = None,
     detach: Annotated[bool, typer.Option("--detach")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y")] = False,
@@ -538,24 +698,42 @@ def retry(
     ref, manifest = _open(sweep, store)
     backend = get_backend(manifest.backend)
     ranking = look(ref.store, manifest, backend)
-    failed = {t.result.trial_id for t in ranking.trials
-              if t.result.state in ("failed", "submit_failed", "cancelled", "lost")}
+    failed = {
+        t.result.trial_id
+        for t in ranking.trials
+        if t.result.state in ("failed", "submit_failed", "cancelled", "lost")
+    }
     if not failed:
         err.print(f"sweep {manifest.sweep_id}: no failed trial to retry.")
         return
     task = manifest.task_spec()
     path = task_file or Path(manifest.task_file)
-    if not yes and sys.stdin.isatty() and not typer.confirm(
-            f"Relaunch {len(failed)} failed trial(s)?", default=True, err=True):
+    if (
+        not yes
+        and sys.stdin.isatty()
+        and not typer.confirm(f"Relaunch {len(failed)} failed trial(s)?", default=True, err=True)
+    ):
         raise typer.Exit(1)
     for trial_id in sorted(failed):
         job = manifest.jobs.get(trial_id)
         archive_attempt(ref.store, manifest.sweep_id, trial_id, job.attempts if job else 0)
-    rendered = render_sweep(task, manifest.trial_objects(), sweep_id=manifest.sweep_id,
-                            backend_name=manifest.backend, store=ref.store, task_file=path)
+    rendered = render_sweep(
+        task,
+        manifest.trial_objects(),
+        sweep_id=manifest.sweep_id,
+        backend_name=manifest.backend,
+        store=ref.store,
+        task_file=path,
+    )
     previous = {tid: manifest.jobs[tid].attempts for tid in failed if tid in manifest.jobs}
-    outcome = launch(manifest, rendered, store=ref.store, backend=backend,
-                     max_parallel=manifest.max_parallel or 1, only=failed)
+    outcome = launch(
+        manifest,
+        rendered,
+        store=ref.store,
+        backend=backend,
+        max_parallel=manifest.max_parallel or 1,
+        only=failed,
+    )
     for tid, attempts in previous.items():
         outcome.manifest.jobs[tid].attempts = attempts + 1
     write_manifest(ref.store, outcome.manifest)
@@ -587,8 +765,10 @@ def main() -> None:
 
         context = getattr(exc, "ctx", None)
         command = context.command_path if context is not None else "skysweep"
-        _err().print(Text("error: ", style="bold red") + Text(
-            f"{exc.format_message()}\n  hint: see '{command} --help'"))
+        _err().print(
+            Text("error: ", style="bold red")
+            + Text(f"{exc.format_message()}\n  hint: see '{command} --help'")
+        )
         sys.exit(2 if isinstance(exc, click_errors.UsageError) else exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -79,8 +79,9 @@ class Collector:
     _known: dict[str, _Finished] = field(default_factory=dict)
     _primed: bool = False
 
-    def collect(self, manifest: Manifest,
-                backend: Mapping[str, BackendView] | None = None) -> list[TrialResult]:
+    def collect(
+        self, manifest: Manifest, backend: Mapping[str, BackendView] | None = None
+    ) -> list[TrialResult]:
         if not self._primed:
             self._prime()
         self.requests += 1
@@ -89,8 +90,11 @@ class Collector:
             for info in self.store.list(join(self.sweep_id, "finished"))
             if info.key.endswith(".json")
         }
-        changed = [tid for tid, etag in listing.items()
-                   if tid not in self._known or self._known[tid].etag != etag]
+        changed = [
+            tid
+            for tid, etag in listing.items()
+            if tid not in self._known or self._known[tid].etag != etag
+        ]
         # A record that disappeared was archived by a retry: that trial is running again.
         gone = [tid for tid in self._known if tid not in listing]
         for tid in gone:
@@ -99,13 +103,18 @@ class Collector:
             self.requests += 2 * len(changed)
             workers = max(1, min(FETCH_WORKERS, len(changed)))
             with ThreadPoolExecutor(workers) as pool:
-                for tid, finished in zip(changed, pool.map(
-                        lambda t: self._fetch(t, listing[t]), changed), strict=True):
+                for tid, finished in zip(
+                    changed, pool.map(lambda t: self._fetch(t, listing[t]), changed), strict=True
+                ):
                     self._known[tid] = finished
         if changed or gone:
             self._save_snapshot()
-        return [self._result(record.trial_id, record.index, dict(record.params), manifest,
-                             backend or {}) for record in manifest.trials]
+        return [
+            self._result(
+                record.trial_id, record.index, dict(record.params), manifest, backend or {}
+            )
+            for record in manifest.trials
+        ]
 
     def _prime(self) -> None:
         self._primed = True
@@ -136,8 +145,14 @@ class Collector:
         metrics, problem = parse_metrics(self.store.get(join(base, "metrics.json")))
         return _Finished(etag, record, metrics, problem)
 
-    def _result(self, trial_id: str, index: int, params: dict[str, Scalar], manifest: Manifest,
-                backend: Mapping[str, BackendView]) -> TrialResult:
+    def _result(
+        self,
+        trial_id: str,
+        index: int,
+        params: dict[str, Scalar],
+        manifest: Manifest,
+        backend: Mapping[str, BackendView],
+    ) -> TrialResult:
         job = manifest.jobs.get(trial_id)
         job_id = job.job_id if job else None
         view = backend.get(trial_id)
@@ -151,21 +166,39 @@ class Collector:
                 state, problem = "cancelled", "cancelled before it finished"
             elif state == "failed":
                 problem = record.get("error") or f"exited with code {exit_code}"
-            return TrialResult(trial_id, index, params, state, finished.metrics, problem,
-                               exit_code if isinstance(exit_code, int) else None,
-                               record.get("started_at"), record.get("finished_at"), job_id,
-                               view.state if view else None)
+            return TrialResult(
+                trial_id,
+                index,
+                params,
+                state,
+                finished.metrics,
+                problem,
+                exit_code if isinstance(exit_code, int) else None,
+                record.get("started_at"),
+                record.get("finished_at"),
+                job_id,
+                view.state if view else None,
+            )
         if view is not None:
             problem = view.detail if view.state in FINAL_STATES else None
             if view.state == "succeeded":
                 # The backend finished the job but the store has no record of it yet.
-                return TrialResult(trial_id, index, params, "running", job_id=job_id,
-                                   backend_status=view.detail)
-            return TrialResult(trial_id, index, params, view.state, problem=problem,
-                               job_id=job_id, backend_status=view.detail)
+                return TrialResult(
+                    trial_id, index, params, "running", job_id=job_id, backend_status=view.detail
+                )
+            return TrialResult(
+                trial_id,
+                index,
+                params,
+                view.state,
+                problem=problem,
+                job_id=job_id,
+                backend_status=view.detail,
+            )
         if job is not None and job.error and not job.job_id:
-            return TrialResult(trial_id, index, params, "submit_failed",
-                               problem=f"submission failed: {job.error}")
+            return TrialResult(
+                trial_id, index, params, "submit_failed", problem=f"submission failed: {job.error}"
+            )
         state = "submitted" if job_id else "pending"
         return TrialResult(trial_id, index, params, state, job_id=job_id)
 

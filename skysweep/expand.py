@@ -28,8 +28,12 @@ def trial_id_for(params: dict[str, Scalar], resources: dict[str, Any]) -> str:
     The same values give the same id in every run, on every machine: resume, retries and
     object-storage keys rely on it.
     """
-    canonical = json.dumps({"params": params, "resources": resources}, sort_keys=True,
-                           separators=(",", ":"), ensure_ascii=True)
+    canonical = json.dumps(
+        {"params": params, "resources": resources},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 

@@ -13,8 +13,9 @@ from skysweep.rank import Ranking, rank
 from skysweep.store import Store
 
 
-def look(store: Store, manifest: Manifest, backend: Backend | None,
-         collector: Collector | None = None) -> Ranking:
+def look(
+    store: Store, manifest: Manifest, backend: Backend | None, collector: Collector | None = None
+) -> Ranking:
     """One look at a sweep: what the store and the backend say, ranked."""
     collector = collector or Collector(store, manifest.sweep_id)
     views = backend.status(manifest, store) if backend else {}
@@ -48,6 +49,8 @@ def follow(
             raise WaitTimeoutError(
                 f"sweep {manifest.sweep_id}: {unfinished} of {len(ranking.trials)} trials "
                 f"still unfinished after {timeout:g} s",
-                hint="wait again, or see 'skysweep status " + manifest.sweep_id + "'")
-        time.sleep(interval if deadline is None
-                   else max(0.0, min(interval, deadline - time.monotonic())))
+                hint="wait again, or see 'skysweep status " + manifest.sweep_id + "'",
+            )
+        time.sleep(
+            interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic()))
+        )

@@ -44,15 +44,29 @@ def placement_for(backend_name: str, store: Store, sweep_id: str) -> Placement:
         raise UsageError(
             f"the sky backend needs an object store that cloud jobs can reach, not {store.url}",
             hint="pass --store s3://BUCKET/PREFIX (or r2://...), set SKYSWEEP_STORE, or run "
-                 "locally with --local")
+            "locally with --local",
+        )
     return Placement.mounted(f"{store.url.rstrip('/')}/{sweep_id}")
 
 
-def render_sweep(task: TaskSpec, trials: list[Trial], *, sweep_id: str, backend_name: str,
-                 store: Store, task_file: Path, spread: bool = False) -> list[RenderedTrial]:
-    return render(task, trials, sweep_id=sweep_id,
-                  placement=placement_for(backend_name, store, sweep_id),
-                  task_dir=task_file.resolve().parent, spread=spread)
+def render_sweep(
+    task: TaskSpec,
+    trials: list[Trial],
+    *,
+    sweep_id: str,
+    backend_name: str,
+    store: Store,
+    task_file: Path,
+    spread: bool = False,
+) -> list[RenderedTrial]:
+    return render(
+        task,
+        trials,
+        sweep_id=sweep_id,
+        placement=placement_for(backend_name, store, sweep_id),
+        task_dir=task_file.resolve().parent,
+        spread=spread,
+    )
 
 
 @dataclass(frozen=True)
@@ -86,12 +100,25 @@ def launch(
     if not chosen:
         return LaunchOutcome(manifest, [], skipped)
     with ThreadPoolExecutor(min(16, len(chosen))) as pool:
-        list(pool.map(lambda r: store.put(
-            join(manifest.sweep_id, "trials", r.trial.trial_id, "params.json"),
-            json.dumps(r.trial.params, sort_keys=True).encode()), chosen))
-    records = backend.submit(LaunchRequest(manifest=manifest, store=store, task=task,
-                                           trials=chosen, secrets=secret_values,
-                                           max_parallel=max_parallel))
+        list(
+            pool.map(
+                lambda r: store.put(
+                    join(manifest.sweep_id, "trials", r.trial.trial_id, "params.json"),
+                    json.dumps(r.trial.params, sort_keys=True).encode(),
+                ),
+                chosen,
+            )
+        )
+    records = backend.submit(
+        LaunchRequest(
+            manifest=manifest,
+            store=store,
+            task=task,
+            trials=chosen,
+            secrets=secret_values,
+            max_parallel=max_parallel,
+        )
+    )
     manifest.jobs.update(records)
     write_manifest(store, manifest)
     if on_submitted:
@@ -99,16 +126,23 @@ def launch(
     return LaunchOutcome(manifest, [r.trial.trial_id for r in chosen], skipped)
 
 
-def relaunchable(manifest: Manifest, views: Mapping[str, BackendView],
-                 states: Mapping[str, str]) -> set[str]:
+def relaunchable(
+    manifest: Manifest, views: Mapping[str, BackendView], states: Mapping[str, str]
+) -> set[str]:
     """Trials a resumed ``up`` may launch: never launched, or lost before they started."""
     chosen: set[str] = set()
     for record in manifest.trials:
         state = states.get(record.trial_id, "pending")
         view = views.get(record.trial_id)
-        if record.trial_id not in manifest.jobs or state in RELAUNCHABLE or (
-                view is not None and view.state == "lost" and state not in
-                ("succeeded", "failed", "cancelled")):
+        if (
+            record.trial_id not in manifest.jobs
+            or state in RELAUNCHABLE
+            or (
+                view is not None
+                and view.state == "lost"
+                and state not in ("succeeded", "failed", "cancelled")
+            )
+        ):
             chosen.add(record.trial_id)
     return chosen
 
@@ -119,8 +153,11 @@ def next_wave(manifest: Manifest, states: Mapping[str, str], cap: int) -> set[st
     room = cap - in_flight
     if room <= 0:
         return set()
-    waiting = [r.trial_id for r in sorted(manifest.trials, key=lambda r: r.index)
-               if r.trial_id not in manifest.jobs]
+    waiting = [
+        r.trial_id
+        for r in sorted(manifest.trials, key=lambda r: r.index)
+        if r.trial_id not in manifest.jobs
+    ]
     return set(waiting[:room])
 
 
@@ -130,7 +167,7 @@ def archive_attempt(store: Store, sweep_id: str, trial_id: str, attempt: int) ->
     base = join(sweep_id, "trials", trial_id)
     target = join(base, "attempts", str(attempt))
     for info in store.list(base):
-        relative = info.key[len(base) + 1:] if info.key.startswith(base + "/") else None
+        relative = info.key[len(base) + 1 :] if info.key.startswith(base + "/") else None
         if relative is None or relative.startswith("attempts/"):
             continue
         data = store.get(info.key)

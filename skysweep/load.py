@@ -80,11 +80,15 @@ def load(
 
 def _read(file: Path) -> str:
     if not file.exists():
-        raise UsageError(f"{file}: no such task file", hint="check the path; run from the "
-                         "folder that holds it or give an absolute path")
+        raise UsageError(
+            f"{file}: no such task file",
+            hint="check the path; run from the folder that holds it or give an absolute path",
+        )
     if file.is_dir():
-        raise UsageError(f"{file}: is a folder, not a task file",
-                         hint="give the YAML or JSON file inside it, e.g. task.yaml")
+        raise UsageError(
+            f"{file}: is a folder, not a task file",
+            hint="give the YAML or JSON file inside it, e.g. task.yaml",
+        )
     try:
         return file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -99,23 +103,45 @@ def _parse(file: Path, text: str) -> dict[str, Any]:
             else yaml.load(text, Loader=_Yaml12Loader)  # a SafeLoader subclass
         )
     except json.JSONDecodeError as exc:
-        raise TaskFileError(str(file), [Problem(
-            f"line {exc.lineno}, column {exc.colno}", f"not valid JSON: {exc.msg}",
-            "check for a missing comma or quote; comments are not allowed in JSON")]) from exc
+        raise TaskFileError(
+            str(file),
+            [
+                Problem(
+                    f"line {exc.lineno}, column {exc.colno}",
+                    f"not valid JSON: {exc.msg}",
+                    "check for a missing comma or quote; comments are not allowed in JSON",
+                )
+            ],
+        ) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise TaskFileError(str(file), [Problem(
-            where, f"not valid YAML: {problem}",
-            "check the indentation and that values with ':' or '{{' are quoted")]) from exc
+        raise TaskFileError(
+            str(file),
+            [
+                Problem(
+                    where,
+                    f"not valid YAML: {problem}",
+                    "check the indentation and that values with ':' or '{{' are quoted",
+                )
+            ],
+        ) from exc
     if data is None:
-        raise TaskFileError(str(file), [Problem("", "the file is empty",
-                                                "a task needs at least 'name' and 'run'")])
+        raise TaskFileError(
+            str(file), [Problem("", "the file is empty", "a task needs at least 'name' and 'run'")]
+        )
     if not isinstance(data, dict):
-        raise TaskFileError(str(file), [Problem(
-            "", f"the top level is a {type(data).__name__}, expected a mapping of keys",
-            "start the file with keys such as 'name:' and 'run:'")])
+        raise TaskFileError(
+            str(file),
+            [
+                Problem(
+                    "",
+                    f"the top level is a {type(data).__name__}, expected a mapping of keys",
+                    "start the file with keys such as 'name:' and 'run:'",
+                )
+            ],
+        )
     return {str(key): value for key, value in data.items()}
 
 
@@ -124,13 +150,15 @@ def _normalise(data: dict[str, Any], problems: list[Problem]) -> tuple[dict[str,
     yaml_keys = sorted(YAML_FORM_KEYS & data.keys())
     flat_keys = sorted(FLAT_FORM_KEYS & data.keys())
     if yaml_keys and flat_keys:
-        problems.append(Problem(
-            "top level",
-            f"mixes the YAML form ({', '.join(yaml_keys)}) with the flat JSON form "
-            f"({', '.join(flat_keys)})",
-            "use one form: either 'run'/'resources'/'sweeps', or 'command'/'cpus'/'run_sweeps'/"
-            "'sweep_config'",
-        ))
+        problems.append(
+            Problem(
+                "top level",
+                f"mixes the YAML form ({', '.join(yaml_keys)}) with the flat JSON form "
+                f"({', '.join(flat_keys)})",
+                "use one form: either 'run'/'resources'/'sweeps', or 'command'/'cpus'/'run_sweeps'/"
+                "'sweep_config'",
+            )
+        )
         return data, False
     if not flat_keys:
         return data, False
@@ -142,8 +170,13 @@ def _normalise(data: dict[str, Any], problems: list[Problem]) -> tuple[dict[str,
         out["resources"] = resources
     run_sweeps = data.get("run_sweeps", "sweep_config" in data)
     if not isinstance(run_sweeps, bool):
-        problems.append(Problem("run_sweeps", f"expected true or false, got {run_sweeps!r}",
-                                "write run_sweeps: true to run the sweep"))
+        problems.append(
+            Problem(
+                "run_sweeps",
+                f"expected true or false, got {run_sweeps!r}",
+                "write run_sweeps: true to run the sweep",
+            )
+        )
         run_sweeps = False
     sweeps = {k: data[k] for k in (FLAT_SWEEP_KEYS - {"run_sweeps"}) & data.keys()}
     if not run_sweeps:
@@ -198,8 +231,13 @@ def _one_per_union(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [first, *(e for e in errors if e not in typed)]
 
 
-def _problem(error: dict[str, Any], loc: tuple[str | int, ...], shown: tuple[str | int, ...],
-             where: str, flat: bool) -> Problem:
+def _problem(
+    error: dict[str, Any],
+    loc: tuple[str | int, ...],
+    shown: tuple[str | int, ...],
+    where: str,
+    flat: bool,
+) -> Problem:
     kind = error["type"]
     if kind == "extra_forbidden":
         key = str(loc[-1])
@@ -214,9 +252,11 @@ def _problem(error: dict[str, Any], loc: tuple[str | int, ...], shown: tuple[str
         return Problem(where, f"unknown key '{key}'", unknown_hint)
     if kind == "missing":
         key = str(shown[-1])
-        hint = {"run": "add 'run: <command>' with the command that trains",
-                "command": "add \"command\": \"<command>\" with the command that trains",
-                "name": "add 'name: <task name>'"}.get(key)
+        hint = {
+            "run": "add 'run: <command>' with the command that trains",
+            "command": 'add "command": "<command>" with the command that trains',
+            "name": "add 'name: <task name>'",
+        }.get(key)
         return Problem(where, f"required key '{key}' is missing", hint)
     message = str(error["msg"]).removeprefix("Value error, ")
     given = error.get("input")
@@ -256,7 +296,10 @@ def _is_union_branch(part: str | int) -> bool:
 
 def _keys_at(loc: tuple[str | int, ...], flat: bool) -> list[str]:
     models: dict[tuple[str | int, ...], type[BaseModel]] = {
-        (): TaskSpec, ("resources",): Resources, ("sweeps",): Sweep}
+        (): TaskSpec,
+        ("resources",): Resources,
+        ("sweeps",): Sweep,
+    }
     model = models.get(loc)
     if model is None:
         return []
@@ -271,7 +314,7 @@ def _hint_for(loc: tuple[str | int, ...]) -> str | None:
     hints = {
         "sweeps.lower_is_better": "use true (lower metric is better) or false (higher is better)",
         "sweeps.sweep_config": "map each parameter to a list of values, e.g. "
-                               "learning_rate: [1e-5, 3e-5]",
+        "learning_rate: [1e-5, 3e-5]",
         "resources.cpus": "a number such as 4, or a string such as '4+'",
         "resources.memory": "GiB as a number such as 8, or a string such as '8+'",
         "resources.use_spot": "use true or false",

@@ -57,8 +57,17 @@ class Manifest(BaseModel):
     backend_state: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
-    def new(cls, *, sweep_id: str, task: TaskSpec, task_file: Path, trials: list[Trial],
-            backend: str, store_url: str, max_parallel: int | None) -> Manifest:
+    def new(
+        cls,
+        *,
+        sweep_id: str,
+        task: TaskSpec,
+        task_file: Path,
+        trials: list[Trial],
+        backend: str,
+        store_url: str,
+        max_parallel: int | None,
+    ) -> Manifest:
         sweeps = task.sweeps
         return cls(
             sweep_id=sweep_id,
@@ -72,8 +81,12 @@ class Manifest(BaseModel):
             backend=backend,
             store_url=store_url,
             max_parallel=max_parallel,
-            trials=[TrialRecord(trial_id=t.trial_id, index=t.index, params=t.params,
-                                resources=t.resources) for t in trials],
+            trials=[
+                TrialRecord(
+                    trial_id=t.trial_id, index=t.index, params=t.params, resources=t.resources
+                )
+                for t in trials
+            ],
         )
 
     def task_spec(self) -> TaskSpec:
@@ -89,16 +102,21 @@ def now() -> str:
 
 def _git_commit(folder: Path) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True,
-                             text=True, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def write_manifest(store: Store, manifest: Manifest) -> None:
-    store.put(join(manifest.sweep_id, MANIFEST),
-              manifest.model_dump_json(indent=2).encode())
+    store.put(join(manifest.sweep_id, MANIFEST), manifest.model_dump_json(indent=2).encode())
 
 
 def read_manifest(store: Store, sweep_id: str) -> Manifest:
@@ -107,9 +125,11 @@ def read_manifest(store: Store, sweep_id: str) -> Manifest:
         raise SweepNotFoundError(
             f"no sweep '{sweep_id}' in {store.url}",
             hint="check the id with 'skysweep list --store URL', or pass the store the sweep "
-                 "was started with (--store or SKYSWEEP_STORE)")
+            "was started with (--store or SKYSWEEP_STORE)",
+        )
     try:
         return Manifest.model_validate(json.loads(data))
     except (ValueError, ValidationError) as exc:
-        raise StoreError(f"{store.url}/{sweep_id}/{MANIFEST} is not a skysweep manifest: "
-                         f"{exc}") from exc
+        raise StoreError(
+            f"{store.url}/{sweep_id}/{MANIFEST} is not a skysweep manifest: {exc}"
+        ) from exc

@@ -40,8 +40,7 @@ class Ranking:
         return all(t.rank is not None for t in self.trials)
 
 
-def rank(sweep_id: str, results: list[TrialResult], metric: str,
-         lower_is_better: bool) -> Ranking:
+def rank(sweep_id: str, results: list[TrialResult], metric: str, lower_is_better: bool) -> Ranking:
     ranked: list[tuple[float, int, TrialResult]] = []
     unranked: list[RankedTrial] = []
     for result in results:
@@ -56,7 +55,9 @@ def rank(sweep_id: str, results: list[TrialResult], metric: str,
         unranked.append(RankedTrial(result, None, value, reason))
     sign = 1.0 if lower_is_better else -1.0
     ranked.sort(key=lambda item: (sign * item[0], item[1]))
-    ordered = [RankedTrial(result, place, value, None)
-               for place, (value, _, result) in enumerate(ranked, start=1)]
+    ordered = [
+        RankedTrial(result, place, value, None)
+        for place, (value, _, result) in enumerate(ranked, start=1)
+    ]
     unranked.sort(key=lambda t: t.result.index)
     return Ranking(sweep_id, metric, lower_is_better, ordered + unranked)

@@ -16,8 +16,13 @@ from skysweep.task import Scalar, parameter_text
 
 FORMATS = ("table", "json", "csv", "markdown")
 STATE_STYLES = {
-    "succeeded": "green", "failed": "red", "submit_failed": "red", "cancelled": "yellow",
-    "running": "cyan", "submitted": "blue", "pending": "dim",
+    "succeeded": "green",
+    "failed": "red",
+    "submit_failed": "red",
+    "cancelled": "yellow",
+    "running": "cyan",
+    "submitted": "blue",
+    "pending": "dim",
 }
 
 
@@ -43,9 +48,16 @@ def _param_text(value: Scalar | None) -> str:
 def trial_json(trial: RankedTrial) -> dict[str, Any]:
     r = trial.result
     return {
-        "trial_id": r.trial_id, "rank": trial.rank, "status": r.state, "params": r.params,
-        "metrics": r.metrics, "value": trial.value, "reason": trial.reason,
-        "exit_code": r.exit_code, "started_at": r.started_at, "finished_at": r.finished_at,
+        "trial_id": r.trial_id,
+        "rank": trial.rank,
+        "status": r.state,
+        "params": r.params,
+        "metrics": r.metrics,
+        "value": trial.value,
+        "reason": trial.reason,
+        "exit_code": r.exit_code,
+        "started_at": r.started_at,
+        "finished_at": r.finished_at,
         "job_id": r.job_id,
     }
 
@@ -53,9 +65,12 @@ def trial_json(trial: RankedTrial) -> dict[str, Any]:
 def ranking_json(ranking: Ranking, *, best_only: bool = False) -> dict[str, Any]:
     best = ranking.best
     if best_only:
-        return {"sweep_id": ranking.sweep_id, "metric": ranking.metric,
-                "lower_is_better": ranking.lower_is_better,
-                **(trial_json(best) if best else {"trial_id": None, "rank": None})}
+        return {
+            "sweep_id": ranking.sweep_id,
+            "metric": ranking.metric,
+            "lower_is_better": ranking.lower_is_better,
+            **(trial_json(best) if best else {"trial_id": None, "rank": None}),
+        }
     return {
         "sweep_id": ranking.sweep_id,
         "metric": ranking.metric,
@@ -69,8 +84,10 @@ def ranking_json(ranking: Ranking, *, best_only: bool = False) -> dict[str, Any]
 def ranking_table(ranking: Ranking, *, title: str | None = None) -> Table:
     params = varying_params(ranking)
     direction = "lower is better" if ranking.lower_is_better else "higher is better"
-    table = Table(title=title or f"{ranking.sweep_id}: ranked by {ranking.metric} ({direction})",
-                  title_justify="left")
+    table = Table(
+        title=title or f"{ranking.sweep_id}: ranked by {ranking.metric} ({direction})",
+        title_justify="left",
+    )
     table.add_column("rank", justify="right")
     table.add_column("trial", min_width=12, no_wrap=True)
     table.add_column("status")
@@ -101,10 +118,16 @@ def ranking_csv(ranking: Ranking) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["rank", "trial_id", "status", ranking.metric, *params, "reason"])
     for t in ranking.trials:
-        writer.writerow([t.rank or "", t.result.trial_id, t.result.state,
-                         _format_value(t.value),
-                         *(_param_text(t.result.params.get(n)) for n in params),
-                         t.reason or ""])
+        writer.writerow(
+            [
+                t.rank or "",
+                t.result.trial_id,
+                t.result.state,
+                _format_value(t.value),
+                *(_param_text(t.result.params.get(n)) for n in params),
+                t.reason or "",
+            ]
+        )
     return out.getvalue()
 
 
@@ -119,23 +142,37 @@ def ranking_markdown(ranking: Ranking) -> str:
     lines = [f"### Sweep `{ranking.sweep_id}`", ""]
     best = ranking.best
     if best:
-        chosen = ", ".join(f"`{k}={_param_text(v)}`" for k, v in best.result.params.items()
-                           if k in params) or "(no swept parameters)"
-        lines += [f"**Best:** trial `{best.result.trial_id}`, {ranking.metric} = "
-                  f"**{_format_value(best.value)}** with {chosen}", ""]
+        chosen = (
+            ", ".join(
+                f"`{k}={_param_text(v)}`" for k, v in best.result.params.items() if k in params
+            )
+            or "(no swept parameters)"
+        )
+        lines += [
+            f"**Best:** trial `{best.result.trial_id}`, {ranking.metric} = "
+            f"**{_format_value(best.value)}** with {chosen}",
+            "",
+        ]
     else:
         lines += ["**No trial has a usable result yet.**", ""]
-    lines += [f"{len(ranking.trials)} trials: "
-              + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-              + f". Ranked by `{ranking.metric}` ({direction}).", ""]
+    lines += [
+        f"{len(ranking.trials)} trials: "
+        + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+        + f". Ranked by `{ranking.metric}` ({direction}).",
+        "",
+    ]
     header = ["rank", "trial", "status", ranking.metric, *params, "note"]
     lines.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
-    lines.append("|" + "|".join("---:" if i in (0, 3) else "---" for i in range(len(header)))
-                 + "|")
+    lines.append("|" + "|".join("---:" if i in (0, 3) else "---" for i in range(len(header))) + "|")
     for t in ranking.trials:
-        row = [str(t.rank or "-"), f"`{t.result.trial_id}`", t.result.state,
-               _format_value(t.value), *(_param_text(t.result.params.get(n)) for n in params),
-               t.reason or ""]
+        row = [
+            str(t.rank or "-"),
+            f"`{t.result.trial_id}`",
+            t.result.state,
+            _format_value(t.value),
+            *(_param_text(t.result.params.get(n)) for n in params),
+            t.reason or "",
+        ]
         lines.append("| " + " | ".join(_md_cell(c) for c in row) + " |")
     return "\n".join(lines) + "\n"
 
@@ -146,8 +183,9 @@ def render_ranking(ranking: Ranking, fmt: str, *, best_only: bool = False) -> st
     if best_only:
         best = ranking.best
         if best is None:
-            return ranking_table(Ranking(ranking.sweep_id, ranking.metric,
-                                         ranking.lower_is_better, []))
+            return ranking_table(
+                Ranking(ranking.sweep_id, ranking.metric, ranking.lower_is_better, [])
+            )
         ranking = Ranking(ranking.sweep_id, ranking.metric, ranking.lower_is_better, [best])
     if fmt == "csv":
         return ranking_csv(ranking)

@@ -76,10 +76,14 @@ def sweep_ref(sweep: str, store_flag: str | None = None) -> SweepRef:
     if "://" in sweep:
         parent, _, sweep_id = sweep.rstrip("/").rpartition("/")
         if not sweep_id or parent.endswith(":/"):
-            raise UsageError(f"{sweep!r} is not a sweep URL",
-                             hint="give STORE_URL/SWEEP_ID, e.g. s3://bucket/sweeps/my-sweep-...")
+            raise UsageError(
+                f"{sweep!r} is not a sweep URL",
+                hint="give STORE_URL/SWEEP_ID, e.g. s3://bucket/sweeps/my-sweep-...",
+            )
         return SweepRef(open_store(parent, endpoint_url=endpoint_url()), sweep_id)
     if "/" in sweep or not sweep:
-        raise UsageError(f"{sweep!r} is not a sweep id",
-                         hint="give the id that 'skysweep up' printed, or the sweep's store URL")
+        raise UsageError(
+            f"{sweep!r} is not a sweep id",
+            hint="give the id that 'skysweep up' printed, or the sweep's store URL",
+        )
     return SweepRef(store_for(store_flag), sweep)

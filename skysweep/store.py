@@ -91,8 +91,9 @@ class FileStore:
                 tmp.write(data)
             os.replace(tmp.name, path)
         except OSError as exc:
-            raise StoreError(f"cannot write {path}: {exc}",
-                             hint="check that the store folder is writable") from exc
+            raise StoreError(
+                f"cannot write {path}: {exc}", hint="check that the store folder is writable"
+            ) from exc
 
     def delete(self, key: str) -> None:
         (self.root / key).unlink(missing_ok=True)
@@ -106,8 +107,9 @@ class FileStore:
             if path.name.startswith("."):
                 continue
             stat = path.stat()
-            found.append(ObjectInfo(str(path.relative_to(self.root)),
-                                    f"{stat.st_mtime_ns}-{stat.st_size}"))
+            found.append(
+                ObjectInfo(str(path.relative_to(self.root)), f"{stat.st_mtime_ns}-{stat.st_size}")
+            )
         return found
 
     def children(self, prefix: str) -> builtins.list[str]:
@@ -138,8 +140,14 @@ def _walk(base: Path) -> Iterator[Path]:
 class S3Store:
     """A bucket prefix over boto3, with botocore's own retry modes for throttling and 5xx."""
 
-    def __init__(self, url: str, *, endpoint_url: str | None = None,
-                 max_attempts: int | None = None, connect_timeout: float = 5) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        endpoint_url: str | None = None,
+        max_attempts: int | None = None,
+        connect_timeout: float = 5,
+    ) -> None:
         parsed = urlparse(url)
         self.url = url.rstrip("/")
         self.bucket = parsed.netloc
@@ -148,8 +156,7 @@ class S3Store:
         self.max_attempts = max_attempts or _env_int("SKYSWEEP_S3_MAX_ATTEMPTS", MAX_ATTEMPTS)
         self.connect_timeout = connect_timeout
         if not self.bucket:
-            raise UsageError(f"store URL {url!r} names no bucket",
-                             hint="write s3://BUCKET/PREFIX")
+            raise UsageError(f"store URL {url!r} names no bucket", hint="write s3://BUCKET/PREFIX")
         self._client: S3Client | None = None
 
     @property
@@ -165,7 +172,8 @@ class S3Store:
                 read_timeout=30,
             )
             client = boto3.session.Session().client(
-                "s3", endpoint_url=self.endpoint_url, config=config)
+                "s3", endpoint_url=self.endpoint_url, config=config
+            )
             client.meta.events.register("needs-retry.s3", _give_up_when_unreachable)
             self._client = client
         return self._client
@@ -206,7 +214,7 @@ class S3Store:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
                 for item in page.get("Contents", []):
                     key = item["Key"]
-                    relative = key[len(self.prefix) + 1:] if self.prefix else key
+                    relative = key[len(self.prefix) + 1 :] if self.prefix else key
                     found.append(ObjectInfo(relative, str(item.get("ETag", ""))))
         except Exception as exc:
             raise self._translate(exc, prefix) from exc
@@ -219,7 +227,7 @@ class S3Store:
             paginator = self.client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
                 for common in page.get("CommonPrefixes", []):
-                    names.append(common["Prefix"][len(full):].strip("/"))
+                    names.append(common["Prefix"][len(full) :].strip("/"))
         except Exception as exc:
             raise self._translate(exc, prefix) from exc
         return sorted(names)
@@ -239,33 +247,44 @@ class S3Store:
         )
 
         where = f"s3://{self.bucket}/{self._key(key)}"
-        endpoint = self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get(
-            "AWS_ENDPOINT_URL") or "AWS S3"
+        endpoint = (
+            self.endpoint_url
+            or os.environ.get("AWS_ENDPOINT_URL_S3")
+            or os.environ.get("AWS_ENDPOINT_URL")
+            or "AWS S3"
+        )
         if isinstance(exc, NoCredentialsError):
-            return StoreError(f"no credentials for {where}",
-                              hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or "
-                                   "~/.aws/credentials")
+            return StoreError(
+                f"no credentials for {where}",
+                hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or "
+                "~/.aws/credentials",
+            )
         if isinstance(exc, EndpointConnectionError):
-            return StoreError(f"cannot reach the object store endpoint {endpoint} for {where}",
-                              hint="check the endpoint URL (SKYSWEEP_S3_ENDPOINT_URL or "
-                                   "AWS_ENDPOINT_URL) and your network")
+            return StoreError(
+                f"cannot reach the object store endpoint {endpoint} for {where}",
+                hint="check the endpoint URL (SKYSWEEP_S3_ENDPOINT_URL or "
+                "AWS_ENDPOINT_URL) and your network",
+            )
         if isinstance(exc, ClientError):
             code = _error_code(exc)
             if code == "NoSuchBucket":
-                return StoreError(f"bucket '{self.bucket}' does not exist at {endpoint}",
-                                  hint=f"create it (aws s3 mb s3://{self.bucket}) or fix the "
-                                       "store URL")
+                return StoreError(
+                    f"bucket '{self.bucket}' does not exist at {endpoint}",
+                    hint=f"create it (aws s3 mb s3://{self.bucket}) or fix the store URL",
+                )
             if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
                 return StoreError(
                     f"access denied to {where} ({code}); credentials came from "
                     f"{_credential_source()}",
-                    hint="check that these credentials may read and write the bucket")
+                    hint="check that these credentials may read and write the bucket",
+                )
             return StoreError(f"object store error on {where}: {code}: {exc}")
         return StoreError(f"object store error on {where}: {exc}")
 
 
-def _give_up_when_unreachable(attempts: int, caught_exception: BaseException | None = None,
-                              **_: Any) -> None:
+def _give_up_when_unreachable(
+    attempts: int, caught_exception: BaseException | None = None, **_: Any
+) -> None:
     """A ``needs-retry`` hook: stop retrying after :data:`CONNECT_ATTEMPTS` when the endpoint
     cannot be reached at all. Throttling and 5xx answers keep botocore's full retry budget."""
     from botocore.exceptions import EndpointConnectionError
@@ -313,5 +332,7 @@ def open_store(url: str, *, endpoint_url: str | None = None) -> Store:
         return S3Store(url, endpoint_url=endpoint_url)
     if not parsed.scheme:
         return FileStore(Path(os.path.expanduser(url)).resolve())
-    raise UsageError(f"store URL {url!r} has an unknown scheme '{parsed.scheme}'",
-                     hint="use file:///path, s3://bucket/prefix or r2://bucket/prefix")
+    raise UsageError(
+        f"store URL {url!r} has an unknown scheme '{parsed.scheme}'",
+        hint="use file:///path, s3://bucket/prefix or r2://bucket/prefix",
+    )

@@ -117,8 +117,9 @@ class TaskSpec(_Strict):
     @classmethod
     def _run_not_blank(cls, value: str) -> str:
         if not value.strip():
-            raise ValueError("the run command is empty; give the command that trains, e.g. "
-                             "'python train.py'")
+            raise ValueError(
+                "the run command is empty; give the command that trains, e.g. 'python train.py'"
+            )
         return value
 
     @field_validator("envs", mode="before")
@@ -127,8 +128,10 @@ class TaskSpec(_Strict):
         if value is None:
             return {}
         if isinstance(value, dict):
-            return {k: _scalar_text(v) if isinstance(v, int | float | bool) else v
-                    for k, v in value.items()}
+            return {
+                k: _scalar_text(v) if isinstance(v, int | float | bool) else v
+                for k, v in value.items()
+            }
         return value
 
     @field_validator("envs")
@@ -136,9 +139,11 @@ class TaskSpec(_Strict):
     def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
         bad = [name for name in value if not ENV_NAME.match(name)]
         if bad:
-            raise ValueError(f"{', '.join(repr(b) for b in bad)} cannot be an environment "
-                             "variable name; use letters, digits and '_', not starting with a "
-                             "digit")
+            raise ValueError(
+                f"{', '.join(repr(b) for b in bad)} cannot be an environment "
+                "variable name; use letters, digits and '_', not starting with a "
+                "digit"
+            )
         return value
 
     @field_validator("parameters", mode="before")
@@ -154,8 +159,10 @@ class TaskSpec(_Strict):
         for name, item in value.items():
             if isinstance(item, dict):
                 if "default" not in item:
-                    raise ValueError(f"parameter {name!r} is a mapping without a 'default'; "
-                                     "give a plain value or a mapping with 'default:'")
+                    raise ValueError(
+                        f"parameter {name!r} is a mapping without a 'default'; "
+                        "give a plain value or a mapping with 'default:'"
+                    )
                 resolved[name] = item["default"]
             else:
                 resolved[name] = item
@@ -193,8 +200,10 @@ def _check_parameter_names(names: list[str]) -> None:
         )
     reserved = [n for n in names if n.upper().startswith(RESERVED_PREFIXES)]
     if reserved:
-        raise ValueError(f"parameter name(s) {', '.join(repr(r) for r in reserved)} use a "
-                         "reserved prefix (SKYSWEEP_, SKYPILOT_); rename them")
+        raise ValueError(
+            f"parameter name(s) {', '.join(repr(r) for r in reserved)} use a "
+            "reserved prefix (SKYSWEEP_, SKYPILOT_); rename them"
+        )
 
 
 def _scalar_text(value: Scalar) -> str:

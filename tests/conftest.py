@@ -41,15 +41,22 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
-    for name in ("SKYSWEEP_STORE", "SKYSWEEP_CONFIG", "SKYSWEEP_S3_ENDPOINT_URL",
-                 "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+    for name in (
+        "SKYSWEEP_STORE",
+        "SKYSWEEP_CONFIG",
+        "SKYSWEEP_S3_ENDPOINT_URL",
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+    ):
         monkeypatch.delenv(name, raising=False)
     return home
 
 
 @pytest.fixture
-def s3_env(moto_endpoint: str, isolated_home: Path,
-           monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def s3_env(
+    moto_endpoint: str, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
     """Environment for a process that talks to the moto endpoint, with dummy credentials."""
     env = {
         "AWS_ACCESS_KEY_ID": "testing",
@@ -74,15 +81,26 @@ def bucket(s3_env: dict[str, str], moto_endpoint: str) -> str:
     return name
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-            timeout: float = 120, stdin: str | None = None) -> "CompletedCli":
+def run_cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 120,
+    stdin: str | None = None,
+) -> CompletedCli:
     """Run ``skysweep`` as a user would: a separate process, its own stdout and stderr."""
     import subprocess
 
     full_env = {**os.environ, **(env or {})}
-    done = subprocess.run([sys.executable, "-m", "skysweep", *args], capture_output=True,
-                          text=True, env=full_env, cwd=cwd, timeout=timeout,
-                          input=stdin if stdin is not None else "")
+    done = subprocess.run(
+        [sys.executable, "-m", "skysweep", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=timeout,
+        input=stdin if stdin is not None else "",
+    )
     return CompletedCli(done.returncode, done.stdout, done.stderr)
 
 

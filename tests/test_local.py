@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import EXAMPLES, run_cli
 
 
@@ -26,8 +25,16 @@ def _write(path: Path, text: str) -> Path:
 
 def test_quickstart_ranks_the_designed_best(tmp_path: Path, isolated_home: Path) -> None:
     store = _store(tmp_path)
-    done = run_cli("up", str(EXAMPLES / "quickstart" / "task.yaml"), "--local", "--yes",
-                   "--store", store, "--output", "json")
+    done = run_cli(
+        "up",
+        str(EXAMPLES / "quickstart" / "task.yaml"),
+        "--local",
+        "--yes",
+        "--store",
+        store,
+        "--output",
+        "json",
+    )
     assert done.code == 0, done
     result = json.loads(done.stdout)
     assert result["metric"] == "eval/loss" and result["lower_is_better"] is True
@@ -41,8 +48,7 @@ def test_quickstart_ranks_the_designed_best(tmp_path: Path, isolated_home: Path)
 
     sweep_dir = tmp_path / "store" / result["sweep_id"]
     manifest = json.loads((sweep_dir / "sweep.json").read_text())
-    assert {t["trial_id"] for t in manifest["trials"]} == {t["trial_id"] for t in
-                                                           result["trials"]}
+    assert {t["trial_id"] for t in manifest["trials"]} == {t["trial_id"] for t in result["trials"]}
     assert manifest["skysweep_version"] and manifest["created_at"]
     trial_dir = sweep_dir / "trials" / best["trial_id"]
     assert json.loads((trial_dir / "params.json").read_text())["learning_rate"] == 0.1
@@ -63,10 +69,28 @@ def test_quickstart_ranks_the_designed_best(tmp_path: Path, isolated_home: Path)
 
 
 def test_json_form_gives_the_same_trials(tmp_path: Path, isolated_home: Path) -> None:
-    yaml_run = run_cli("up", str(EXAMPLES / "quickstart" / "task.yaml"), "--local", "--yes",
-                       "--dry-run", "--output", "json", "--store", _store(tmp_path))
-    json_run = run_cli("up", str(EXAMPLES / "quickstart" / "task.json"), "--local", "--yes",
-                       "--dry-run", "--output", "json", "--store", _store(tmp_path))
+    yaml_run = run_cli(
+        "up",
+        str(EXAMPLES / "quickstart" / "task.yaml"),
+        "--local",
+        "--yes",
+        "--dry-run",
+        "--output",
+        "json",
+        "--store",
+        _store(tmp_path),
+    )
+    json_run = run_cli(
+        "up",
+        str(EXAMPLES / "quickstart" / "task.json"),
+        "--local",
+        "--yes",
+        "--dry-run",
+        "--output",
+        "json",
+        "--store",
+        _store(tmp_path),
+    )
     assert yaml_run.code == 0 and json_run.code == 0, (yaml_run, json_run)
     assert json.loads(yaml_run.stdout)["trials"] == json.loads(json_run.stdout)["trials"] == 9
     assert not (tmp_path / "store").exists()  # a dry run writes nothing
@@ -75,7 +99,9 @@ def test_json_form_gives_the_same_trials(tmp_path: Path, isolated_home: Path) ->
 def test_parallel_cap_setup_once_and_one_failure(tmp_path: Path, isolated_home: Path) -> None:
     marks = tmp_path / "marks"
     marks.mkdir()
-    task = _write(tmp_path / "task.yaml", f"""
+    task = _write(
+        tmp_path / "task.yaml",
+        f"""
 name: cap-test
 setup: echo setup >> {marks}/setup.log
 run: |
@@ -89,9 +115,20 @@ sweeps:
     x: [1, 2, 3, 4, 5]
   sweep_metric: score
   lower_is_better: false
-""")
-    done = run_cli("up", str(task), "--local", "--yes", "--max-parallel", "2", "--store",
-                   _store(tmp_path), "--output", "json")
+""",
+    )
+    done = run_cli(
+        "up",
+        str(task),
+        "--local",
+        "--yes",
+        "--max-parallel",
+        "2",
+        "--store",
+        _store(tmp_path),
+        "--output",
+        "json",
+    )
     assert done.code == 1, done  # the sweep ran, one trial failed
     result = json.loads(done.stdout)
     by_x = {t["params"]["x"]: t for t in result["trials"]}
@@ -121,20 +158,24 @@ def test_secrets_reach_the_job_and_never_the_disk(tmp_path: Path, isolated_home:
     secret = "s3cr3t-value-4f9a1c"
     digest = hashlib.sha256(secret.encode()).hexdigest()
     # The job proves it got the value by its hash, so the task file never holds the secret.
-    task = _write(tmp_path / "task.yaml", """
+    task = _write(
+        tmp_path / "task.yaml",
+        """
 name: secret-test
 envs:
   TOKEN: "{{secret._MY_TOKEN}}"
 run: |
   test "$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)" = DIGEST || exit 3
   echo '{"eval/loss": 1}' > $SKYSWEEP_OUTPUT_DIR/metrics.json
-""".replace("DIGEST", digest))
+""".replace("DIGEST", digest),
+    )
     missing = run_cli("up", str(task), "--local", "--yes", "--store", _store(tmp_path))
     assert missing.code == 2 and "MY_TOKEN" in missing.stderr, missing
     assert not (tmp_path / "store").exists()
 
-    done = run_cli("up", str(task), "--local", "--yes", "--store", _store(tmp_path),
-                   env={"MY_TOKEN": secret})
+    done = run_cli(
+        "up", str(task), "--local", "--yes", "--store", _store(tmp_path), env={"MY_TOKEN": secret}
+    )
     assert done.code == 0, done
     for root in (tmp_path / "store", isolated_home):
         for path in root.rglob("*"):
@@ -143,8 +184,11 @@ run: |
 
 
 def test_interrupt_leaves_trials_running_then_wait_logs_and_down(
-        tmp_path: Path, isolated_home: Path) -> None:
-    task = _write(tmp_path / "task.yaml", """
+    tmp_path: Path, isolated_home: Path
+) -> None:
+    task = _write(
+        tmp_path / "task.yaml",
+        """
 name: slow
 run: |
   echo "working on $n"
@@ -153,11 +197,16 @@ run: |
 sweeps:
   sweep_config:
     n: [1, 2]
-""")
+""",
+    )
     store = _store(tmp_path)
-    up = subprocess.Popen([sys.executable, "-m", "skysweep", "up", str(task), "--local",
-                           "--yes", "--store", store], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    up = subprocess.Popen(
+        [sys.executable, "-m", "skysweep", "up", str(task), "--local", "--yes", "--store", store],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
     deadline = time.monotonic() + 30
     while not list((tmp_path / "store").glob("*/trials/*/status.json")):
         assert time.monotonic() < deadline, "no trial started"
@@ -187,16 +236,30 @@ sweeps:
 
 
 def test_down_cancels_a_running_local_sweep(tmp_path: Path, isolated_home: Path) -> None:
-    task = _write(tmp_path / "task.yaml", """
+    task = _write(
+        tmp_path / "task.yaml",
+        """
 name: forever
 run: sleep 60
 sweeps:
   sweep_config:
     n: [1, 2, 3]
-""")
+""",
+    )
     store = _store(tmp_path)
-    up = run_cli("up", str(task), "--local", "--yes", "--detach", "--output", "json",
-                 "--max-parallel", "2", "--store", store)
+    up = run_cli(
+        "up",
+        str(task),
+        "--local",
+        "--yes",
+        "--detach",
+        "--output",
+        "json",
+        "--max-parallel",
+        "2",
+        "--store",
+        store,
+    )
     assert up.code == 0, up
     sweep_id = json.loads(up.stdout)["sweep_id"]
     deadline = time.monotonic() + 30

@@ -42,8 +42,7 @@ class Backend(Protocol):
     def cancel(self, manifest: Manifest, store: Store) -> list[str]:
         """Stop every job of this sweep and nothing else; returns what was cancelled."""
 
-    def logs(self, manifest: Manifest, store: Store, trial_id: str,
-             follow: bool) -> Iterator[str]:
+    def logs(self, manifest: Manifest, store: Store, trial_id: str, follow: bool) -> Iterator[str]:
         """One trial's log output."""
 
 

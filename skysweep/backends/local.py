@@ -61,15 +61,22 @@ class LocalBackend:
             "max_parallel": request.max_parallel,
             "workdir": first.get("workdir"),
             "setup": first.get("setup"),
-            "setup_env": {**{k: v for k, v in request.task.envs.items()
-                             if k not in (request.trials[0].secret_envs if request.trials
-                                          else {})},
-                          **(next(iter(request.secrets.values()), {})),
-                          "SKYSWEEP_SWEEP_ID": manifest.sweep_id,
-                          "SKYSWEEP_SWEEP_DIR": str(folder)},
+            "setup_env": {
+                **{
+                    k: v
+                    for k, v in request.task.envs.items()
+                    if k not in (request.trials[0].secret_envs if request.trials else {})
+                },
+                **(next(iter(request.secrets.values()), {})),
+                "SKYSWEEP_SWEEP_ID": manifest.sweep_id,
+                "SKYSWEEP_SWEEP_DIR": str(folder),
+            },
             "trials": [
-                {"trial_id": r.trial.trial_id, "run": r.spec["run"],
-                 "env": {**r.spec["envs"], **request.secrets.get(r.trial.trial_id, {})}}
+                {
+                    "trial_id": r.trial.trial_id,
+                    "run": r.spec["run"],
+                    "env": {**r.spec["envs"], **request.secrets.get(r.trial.trial_id, {})},
+                }
                 for r in request.trials
             ],
         }
@@ -77,8 +84,11 @@ class LocalBackend:
         try:
             runner = subprocess.Popen(
                 [sys.executable, "-m", "skysweep.backends.local"],
-                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, close_fds=True,
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
             )
         except OSError as exc:
             raise BackendError(f"cannot start the local runner: {exc}") from exc
@@ -87,12 +97,19 @@ class LocalBackend:
         assert runner.stdin is not None
         runner.stdin.write(json.dumps(payload).encode())
         runner.stdin.close()
-        manifest.backend_state = {"host": socket.gethostname(), "runner_pid": runner.pid,
-                                  "sweep_dir": str(folder)}
+        manifest.backend_state = {
+            "host": socket.gethostname(),
+            "runner_pid": runner.pid,
+            "sweep_dir": str(folder),
+        }
         submitted = now()
         return {
-            r.trial.trial_id: JobRecord(job_id=f"local-{runner.pid}-{r.trial.index}",
-                                        job_name=r.job_name, submitted_at=submitted, attempts=1)
+            r.trial.trial_id: JobRecord(
+                job_id=f"local-{runner.pid}-{r.trial.index}",
+                job_name=r.job_name,
+                submitted_at=submitted,
+                attempts=1,
+            )
             for r in request.trials
         }
 
@@ -106,7 +123,8 @@ class LocalBackend:
             started = folder is not None and (folder / "trials" / trial_id / "status.json").exists()
             if alive is False:
                 views[trial_id] = BackendView(
-                    "lost", "the local runner stopped before this trial finished")
+                    "lost", "the local runner stopped before this trial finished"
+                )
             elif started:
                 views[trial_id] = BackendView("running")
         return views
@@ -117,8 +135,10 @@ class LocalBackend:
         if not pid:
             return []
         if host != socket.gethostname():
-            raise BackendError(f"sweep {manifest.sweep_id} runs on host {host}",
-                               hint="run 'skysweep down' on that machine")
+            raise BackendError(
+                f"sweep {manifest.sweep_id} runs on host {host}",
+                hint="run 'skysweep down' on that machine",
+            )
         if not _runner_alive(manifest):
             return []
         try:
@@ -133,15 +153,16 @@ class LocalBackend:
             time.sleep(0.1)
         return [f"local-{pid}"]
 
-    def logs(self, manifest: Manifest, store: Store, trial_id: str,
-             follow: bool) -> Iterator[str]:
+    def logs(self, manifest: Manifest, store: Store, trial_id: str, follow: bool) -> Iterator[str]:
         folder = _known_folder(manifest, store)
         path = folder / "trials" / trial_id / "run.log" if folder else None
         if path is None or not path.exists():
             data = store.get(join(manifest.sweep_id, "trials", trial_id, "run.log"))
             if data is None:
-                raise BackendError(f"no log yet for trial {trial_id}",
-                                   hint="it may not have started; see 'skysweep status'")
+                raise BackendError(
+                    f"no log yet for trial {trial_id}",
+                    hint="it may not have started; see 'skysweep status'",
+                )
             yield data.decode(errors="replace")
             return
         finished = (folder / "finished" / f"{trial_id}.json") if folder else None
@@ -150,8 +171,11 @@ class LocalBackend:
                 chunk = handle.read()
                 if chunk:
                     yield chunk
-                elif not follow or (finished is not None and finished.exists()) or \
-                        _runner_alive(manifest) is False:
+                elif (
+                    not follow
+                    or (finished is not None and finished.exists())
+                    or _runner_alive(manifest) is False
+                ):
                     rest = handle.read()
                     if rest:
                         yield rest
@@ -237,11 +261,18 @@ class _Runner:
     def _setup(self, cwd: Path) -> str | None:
         env = {**os.environ, **self.payload["setup_env"]}
         with (self.folder / "setup.log").open("wb") as log:
-            code = subprocess.run(["bash", "-c", self.payload["setup"]], cwd=cwd, env=env,
-                                  stdout=log, stderr=subprocess.STDOUT, check=False).returncode
+            code = subprocess.run(
+                ["bash", "-c", self.payload["setup"]],
+                cwd=cwd,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=False,
+            ).returncode
         if self.upload:
-            self.store.put(join(self.sweep_id, "setup.log"),
-                           (self.folder / "setup.log").read_bytes())
+            self.store.put(
+                join(self.sweep_id, "setup.log"), (self.folder / "setup.log").read_bytes()
+            )
         return None if code == 0 else f"setup failed with exit code {code} (see setup.log)"
 
     def _trial(self, trial: dict[str, Any], cwd: Path) -> None:
@@ -256,19 +287,31 @@ class _Runner:
             shutil.rmtree(out, ignore_errors=True)
             (self.folder / "finished" / f"{trial_id}.json").unlink(missing_ok=True)
         out.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **trial["env"], "SKYSWEEP_OUTPUT_DIR": str(out),
-               "SKYSWEEP_SWEEP_DIR": str(self.folder)}
+        env = {
+            **os.environ,
+            **trial["env"],
+            "SKYSWEEP_OUTPUT_DIR": str(out),
+            "SKYSWEEP_SWEEP_DIR": str(self.folder),
+        }
         if self.upload:
-            self.store.put(join(self.sweep_id, "trials", trial_id, "status.json"),
-                           json.dumps({"trial_id": trial_id, "state": "running",
-                                       "started_at": now()}).encode())
+            self.store.put(
+                join(self.sweep_id, "trials", trial_id, "status.json"),
+                json.dumps(
+                    {"trial_id": trial_id, "state": "running", "started_at": now()}
+                ).encode(),
+            )
         with (out / "run.log").open("wb") as log:
             with self.lock:
                 if self.stopping.is_set():
                     return
-                child = subprocess.Popen(["bash", "-c", trial["run"]], cwd=cwd, env=env,
-                                         stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+                child = subprocess.Popen(
+                    ["bash", "-c", trial["run"]],
+                    cwd=cwd,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
                 self.children[trial_id] = child
             child.wait()
         with self.lock:
@@ -278,14 +321,23 @@ class _Runner:
             self.done.add(trial_id)
         if not (self.folder / "finished" / f"{trial_id}.json").exists():
             # The wrapper did not get to write its record (killed, or bash missing).
-            self._finish(trial_id, "failed", child.returncode,
-                         f"the job ended with code {child.returncode} before recording it")
+            self._finish(
+                trial_id,
+                "failed",
+                child.returncode,
+                f"the job ended with code {child.returncode} before recording it",
+            )
         elif self.upload:
             self._upload(trial_id)
 
     def _finish(self, trial_id: str, state: str, code: int | None, error: str | None) -> None:
-        record = {"trial_id": trial_id, "state": state, "exit_code": code, "error": error,
-                  "finished_at": now()}
+        record = {
+            "trial_id": trial_id,
+            "state": state,
+            "exit_code": code,
+            "error": error,
+            "finished_at": now(),
+        }
         data = json.dumps(record).encode()
         folder = self.folder / "finished"
         folder.mkdir(parents=True, exist_ok=True)

@@ -31,9 +31,15 @@ SUBMIT_ATTEMPTS = 3
 BACKOFF_SECONDS = 1.0
 TRIAL_ENVS = ("SKYSWEEP_PARAMS", "SKYSWEEP_TRIAL_ID", "SKYSWEEP_OUTPUT_DIR")
 STATE_OF = {
-    "PENDING": "submitted", "SUBMITTED": "submitted", "STARTING": "submitted",
-    "RUNNING": "running", "RECOVERING": "running", "WINDING_DOWN": "running",
-    "SUCCEEDED": "succeeded", "CANCELLING": "cancelled", "CANCELLED": "cancelled",
+    "PENDING": "submitted",
+    "SUBMITTED": "submitted",
+    "STARTING": "submitted",
+    "RUNNING": "running",
+    "RECOVERING": "running",
+    "WINDING_DOWN": "running",
+    "SUCCEEDED": "succeeded",
+    "CANCELLING": "cancelled",
+    "CANCELLED": "cancelled",
 }
 T = TypeVar("T")
 
@@ -57,14 +63,15 @@ def validate(rendered: Sequence[RenderedTrial]) -> None:
     import jsonschema
     from sky.utils import schemas
 
-    envs_schema = schemas.get_task_schema()["properties"]["envs"]
+    envs_schema = schemas.get_task_schema()["properties"]["envs"]  # type: ignore[no-untyped-call]
     envs_validator = jsonschema.validators.validator_for(envs_schema)(envs_schema)
     checked: set[str] = set()
     for item in rendered:
         spec = item.spec
         shape = {k: v for k, v in spec.items() if k not in ("name", "envs")}
-        key = json.dumps({**shape, "envs": sorted(spec.get("envs", {}))}, sort_keys=True,
-                         default=str)
+        key = json.dumps(
+            {**shape, "envs": sorted(spec.get("envs", {}))}, sort_keys=True, default=str
+        )
         substitutes = "$" in json.dumps([spec.get("file_mounts"), spec.get("workdir")])
         try:
             if key not in checked or substitutes:
@@ -72,10 +79,11 @@ def validate(rendered: Sequence[RenderedTrial]) -> None:
                 checked.add(key)
                 continue
             problem = jsonschema.exceptions.best_match(
-                envs_validator.iter_errors(spec.get("envs", {})))
+                envs_validator.iter_errors(spec.get("envs", {}))
+            )
             if problem is not None:
                 raise ValueError(f"envs: {problem.message}")
-            if not sky.task._is_valid_name(spec["name"]):  # noqa: SLF001 - SkyPilot's own rule
+            if not sky.task._is_valid_name(spec["name"]):
                 raise ValueError(f"invalid task name {spec['name']!r}")
         except Exception as exc:
             raise UsageError(
@@ -136,15 +144,19 @@ def batches(rendered: Sequence[RenderedTrial], sweep_id: str) -> list[Batch]:
 
 
 def _rank_prelude(members: Sequence[RenderedTrial]) -> str:
-    lines = ["# skysweep: this job's trial, chosen by its rank in the batch.",
-             'case "${SKYPILOT_JOB_RANK:-0}" in']
+    lines = [
+        "# skysweep: this job's trial, chosen by its rank in the batch.",
+        'case "${SKYPILOT_JOB_RANK:-0}" in',
+    ]
     for rank, item in enumerate(members):
         envs = item.spec["envs"]
-        exports = " ".join(f"{name}={shlex.quote(envs[name])}"
-                           for name in _per_trial_env_names(item))
+        exports = " ".join(
+            f"{name}={shlex.quote(envs[name])}" for name in _per_trial_env_names(item)
+        )
         lines.append(f"  {rank}) export {exports} ;;")
-    lines.append('  *) echo "skysweep: unexpected SKYPILOT_JOB_RANK=$SKYPILOT_JOB_RANK" >&2; '
-                 "exit 97 ;;")
+    lines.append(
+        '  *) echo "skysweep: unexpected SKYPILOT_JOB_RANK=$SKYPILOT_JOB_RANK" >&2; exit 97 ;;'
+    )
     lines.append("esac")
     return "\n".join(lines) + "\n"
 
@@ -156,9 +168,15 @@ def _rank_prelude(members: Sequence[RenderedTrial]) -> str:
 def _retryable(exc: BaseException) -> bool:
     from sky import exceptions
 
-    return isinstance(exc, exceptions.ApiServerConnectionError | exceptions.
-                      ServerTemporarilyUnavailableError | exceptions.RequestInterruptedError |
-                      exceptions.ResourcesUnavailableError | ConnectionError | TimeoutError)
+    return isinstance(
+        exc,
+        exceptions.ApiServerConnectionError
+        | exceptions.ServerTemporarilyUnavailableError
+        | exceptions.RequestInterruptedError
+        | exceptions.ResourcesUnavailableError
+        | ConnectionError
+        | TimeoutError,
+    )
 
 
 def _describe(exc: BaseException) -> str:
@@ -170,11 +188,13 @@ def _unreachable(exc: BaseException) -> BackendUnavailableError:
     return BackendUnavailableError(
         f"cannot reach the SkyPilot API server: {_describe(exc)}",
         hint="start a local one with 'sky api start', or point at your team's with "
-             "'sky api login -e URL'; 'sky api info' shows which one is used")
+        "'sky api login -e URL'; 'sky api info' shows which one is used",
+    )
 
 
-def _with_retries(call: Callable[[], T], attempts: int = SUBMIT_ATTEMPTS,
-                  backoff: float = BACKOFF_SECONDS) -> T:
+def _with_retries(
+    call: Callable[[], T], attempts: int = SUBMIT_ATTEMPTS, backoff: float = BACKOFF_SECONDS
+) -> T:
     for attempt in range(1, attempts + 1):
         try:
             return call()
@@ -200,7 +220,8 @@ def preflight(rendered: Sequence[RenderedTrial]) -> list[str]:
         raise BackendUnavailableError(
             "no cloud is enabled on the SkyPilot API server",
             hint="run 'sky check' to see why and enable one (credentials for AWS, GCP, "
-                 "Kubernetes, ...)")
+            "Kubernetes, ...)",
+        )
     lines: list[str] = []
     seen: dict[str, int] = {}
     first: dict[str, RenderedTrial] = {}
@@ -217,12 +238,16 @@ def preflight(rendered: Sequence[RenderedTrial]) -> list[str]:
         except exceptions.ResourcesUnavailableError as exc:
             raise BackendError(
                 f"no enabled cloud offers the resources {key}: {_describe(exc)}",
-                hint="relax the resources, or enable another cloud ('sky check')") from exc
+                hint="relax the resources, or enable another cloud ('sky check')",
+            ) from exc
         except Exception as exc:  # an estimate is a courtesy: never block a launch on it
             lines.append(f"  optimizer: no estimate for {key} ({_describe(exc)})")
             continue
-        price = f"${hourly:.3f}/h per trial, ${hourly * count:.2f}/h for {count}" \
-            if hourly is not None else "price unknown"
+        price = (
+            f"${hourly:.3f}/h per trial, ${hourly * count:.2f}/h for {count}"
+            if hourly is not None
+            else "price unknown"
+        )
         lines.append(f"  optimizer: {chosen} for {key}: {price}")
     return lines
 
@@ -271,15 +296,19 @@ class SkyBackend:
                 job_id = job_ids[rank] if rank < len(job_ids) else None
                 records[item.trial.trial_id] = JobRecord(
                     job_id=str(job_id) if job_id is not None else None,
-                    job_name=item.job_name, submitted_at=submitted, attempts=1,
+                    job_name=item.job_name,
+                    submitted_at=submitted,
+                    attempts=1,
                     infra=item.spec.get("resources", {}).get("infra"),
-                    error=None if job_id is not None else "SkyPilot returned no job id")
+                    error=None if job_id is not None else "SkyPilot returned no job id",
+                )
         return records
 
     def _send(self, sky: Any, task: Any, batch: Batch) -> Any:
         count = len(batch.trials)
-        return _with_retries(lambda: sky.jobs.launch(
-            task, name=batch.name, num_jobs=count if count > 1 else None))
+        return _with_retries(
+            lambda: sky.jobs.launch(task, name=batch.name, num_jobs=count if count > 1 else None)
+        )
 
     def _await(self, sky: Any, task: Any, batch: Batch, request_id: Any) -> list[Any]:
         def once() -> list[Any]:
@@ -302,20 +331,27 @@ class SkyBackend:
     def _record_error(records: dict[str, JobRecord], batch: Batch, exc: BaseException) -> None:
         for item in batch.trials:
             records[item.trial.trial_id] = JobRecord(
-                job_name=item.job_name, attempts=SUBMIT_ATTEMPTS if _retryable(exc) else 1,
-                error=_describe(exc), submitted_at=now())
+                job_name=item.job_name,
+                attempts=SUBMIT_ATTEMPTS if _retryable(exc) else 1,
+                error=_describe(exc),
+                submitted_at=now(),
+            )
 
     def status(self, manifest: Manifest, store: Store) -> dict[str, BackendView]:
         sky = _sky()
         from sky import exceptions
 
-        ids = {int(j.job_id): tid for tid, j in manifest.jobs.items()
-               if j.job_id and j.job_id.isdigit()}
+        ids = {
+            int(j.job_id): tid
+            for tid, j in manifest.jobs.items()
+            if j.job_id and j.job_id.isdigit()
+        }
         if not ids:
             return {}
         try:
-            records, *_ = sky.get(sky.jobs.queue_v2(refresh=False, all_users=False,
-                                                    job_ids=sorted(ids)))
+            records, *_ = sky.get(
+                sky.jobs.queue_v2(refresh=False, all_users=False, job_ids=sorted(ids))
+            )
         except exceptions.ApiServerConnectionError as exc:
             raise _unreachable(exc) from exc
         views: dict[str, BackendView] = {}
@@ -336,10 +372,13 @@ class SkyBackend:
         from sky import exceptions
 
         views = self.status(manifest, store)
-        live = sorted(int(j.job_id) for tid, j in manifest.jobs.items()
-                      if j.job_id and j.job_id.isdigit()
-                      and views.get(tid, BackendView("submitted")).state
-                      in ("submitted", "running"))
+        live = sorted(
+            int(j.job_id)
+            for tid, j in manifest.jobs.items()
+            if j.job_id
+            and j.job_id.isdigit()
+            and views.get(tid, BackendView("submitted")).state in ("submitted", "running")
+        )
         if not live:
             return []
         try:
@@ -348,15 +387,14 @@ class SkyBackend:
             raise _unreachable(exc) from exc
         return [str(j) for j in live]
 
-    def logs(self, manifest: Manifest, store: Store, trial_id: str,
-             follow: bool) -> Iterator[str]:
+    def logs(self, manifest: Manifest, store: Store, trial_id: str, follow: bool) -> Iterator[str]:
         sky = _sky()
         job = manifest.jobs.get(trial_id)
         if job is None or not job.job_id:
-            raise BackendError(f"trial {trial_id} has no SkyPilot job yet",
-                               hint="see 'skysweep status' for why")
-        lines = sky.jobs.tail_logs(job_id=int(job.job_id), follow=follow,
-                                   preload_content=False)
+            raise BackendError(
+                f"trial {trial_id} has no SkyPilot job yet", hint="see 'skysweep status' for why"
+            )
+        lines = sky.jobs.tail_logs(job_id=int(job.job_id), follow=follow, preload_content=False)
         for line in lines:
             if line is not None:
                 yield line
