@@ -231,7 +231,7 @@ def up(
     parallel = (
         max_parallel
         or (task.sweeps.max_parallel if task.sweeps else None)
-        or default_parallelism(task, len(trials))
+        or (default_parallelism(task, len(trials)) if local else len(trials))
     )
     if sweep_id is not None and not SWEEP_ID.match(sweep_id):
         raise UsageError(
@@ -491,12 +491,14 @@ def _open(sweep: str, store: str | None) -> tuple[SweepRef, Manifest]:
     return ref, read_manifest(ref.store, ref.sweep_id)
 
 
-def _backend_for(manifest: Manifest, *, live: bool) -> Backend | None:
+def _backend_for(manifest: Manifest) -> Backend:
     from skysweep.backends import get_backend
 
-    if manifest.backend == "local" or live:
-        return get_backend(manifest.backend)
-    return None
+    return get_backend(manifest.backend)
+
+
+def _store_only_note(exc: SkysweepError) -> None:
+    _err().print(f"note: {exc.message}; showing what the store says", markup=False)
 
 
 @app.command()
@@ -510,7 +512,7 @@ def status(
     from skysweep.report import ranking_json, ranking_table
 
     ref, manifest = _open(sweep, store)
-    ranking = look(ref.store, manifest, _backend_for(manifest, live=True))
+    ranking = look(ref.store, manifest, _backend_for(manifest), on_unavailable=_store_only_note)
     if output is Output.json:
         print(json.dumps(ranking_json(ranking), indent=2))
     else:
@@ -518,6 +520,7 @@ def status(
             ranking_table(
                 ranking,
                 title=f"{manifest.sweep_id} ({manifest.backend}): {len(ranking.trials)} trials",
+                jobs=True,
             )
         )
 
@@ -536,7 +539,7 @@ def results(
     from skysweep.follow import look
 
     ref, manifest = _open(sweep, store)
-    ranking = look(ref.store, manifest, None)
+    ranking = look(ref.store, manifest, _backend_for(manifest), on_unavailable=_store_only_note)
     _print_ranking(ranking, format, best_only=best)
     raise typer.Exit(0 if ranking.all_succeeded else 1)
 
@@ -570,15 +573,22 @@ def wait(
             err.print(f"{manifest.sweep_id}: {line}")
             last[0] = line
 
-    backend = _backend_for(manifest, live=manifest.backend == "sky")
+    told: list[bool] = []
+
+    def note_once(exc: SkysweepError) -> None:
+        if not told:
+            _store_only_note(exc)
+            told.append(True)
+
     ranking = follow(
         ref.store,
         manifest,
-        backend,
+        _backend_for(manifest),
         timeout=timeout,
         interval=interval,
         on_look=on_look,
         reload_manifest=True,
+        on_unavailable=note_once,
     )
     best = ranking.best
     err.print(

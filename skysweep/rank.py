@@ -49,7 +49,7 @@ def rank(sweep_id: str, results: list[TrialResult], metric: str, lower_is_better
             ranked.append((value, result.index, result))
             continue
         if result.state != "succeeded":
-            reason = result.problem or result.state
+            reason = result.problem or (result.state if result.finished else None)
         else:
             reason = problem or result.problem or "no metrics"
         unranked.append(RankedTrial(result, None, value, reason))

@@ -22,8 +22,7 @@ from skysweep.errors import SecretMissingError
 from skysweep.expand import Trial
 from skysweep.task import SECRET_REFERENCE, TaskSpec, parameter_text
 
-SWEEP_DIR_ON_VM = "/skysweep/sweep"
-_PRE_NAME = "_skysweep_"
+MOUNT_POINT_ON_VM = "/skysweep/store"
 
 
 @dataclass(frozen=True)
@@ -33,11 +32,20 @@ class Placement:
     sweep_dir: str
     """A folder in the job where ``<store>/<sweep_id>/`` appears."""
     mount_source: str | None = None
-    """The bucket URL SkyPilot mounts at ``sweep_dir``; None when ``sweep_dir`` is local."""
+    """The bucket SkyPilot mounts at ``mount_point``; None when ``sweep_dir`` is local."""
+    mount_point: str | None = None
 
     @classmethod
     def mounted(cls, sweep_url: str) -> Placement:
-        return cls(SWEEP_DIR_ON_VM, sweep_url)
+        """The sweep's prefix inside a mounted bucket.
+
+        SkyPilot's MOUNT modes take a whole bucket only (a ``s3://bucket/prefix`` source
+        fails its prechecks), so the bucket is mounted and the job writes under the prefix.
+        """
+        scheme, _, rest = sweep_url.partition("://")
+        bucket, _, prefix = rest.partition("/")
+        sweep_dir = str(PurePosixPath(MOUNT_POINT_ON_VM) / prefix) if prefix else MOUNT_POINT_ON_VM
+        return cls(sweep_dir, f"{scheme}://{bucket}", MOUNT_POINT_ON_VM)
 
 
 @dataclass(frozen=True)
@@ -98,7 +106,7 @@ def render(
             envs=envs,
             secrets=list(secret_envs),
             mount_source=placement.mount_source,
-            sweep_dir=placement.sweep_dir,
+            mount_point=placement.mount_point,
             setup=task.setup,
             enter_start_dir=enter,
             wrapped_run=wrapped_run,

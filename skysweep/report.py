@@ -59,6 +59,7 @@ def trial_json(trial: RankedTrial) -> dict[str, Any]:
         "started_at": r.started_at,
         "finished_at": r.finished_at,
         "job_id": r.job_id,
+        "backend_status": r.backend_status,
     }
 
 
@@ -81,7 +82,8 @@ def ranking_json(ranking: Ranking, *, best_only: bool = False) -> dict[str, Any]
     }
 
 
-def ranking_table(ranking: Ranking, *, title: str | None = None) -> Table:
+def ranking_table(ranking: Ranking, *, title: str | None = None, jobs: bool = False) -> Table:
+    """The ranking for people; ``jobs`` adds each trial's backend job id and state."""
     params = varying_params(ranking)
     direction = "lower is better" if ranking.lower_is_better else "higher is better"
     table = Table(
@@ -91,6 +93,9 @@ def ranking_table(ranking: Ranking, *, title: str | None = None) -> Table:
     table.add_column("rank", justify="right")
     table.add_column("trial", min_width=12, no_wrap=True)
     table.add_column("status")
+    if jobs:
+        table.add_column("job", justify="right")
+        table.add_column("backend says", overflow="fold")
     table.add_column(ranking.metric, justify="right")
     for name in params:
         table.add_column(name, justify="right")
@@ -102,6 +107,7 @@ def ranking_table(ranking: Ranking, *, title: str | None = None) -> Table:
             str(trial.rank) if trial.rank else "-",
             r.trial_id,
             Text(r.state, style=STATE_STYLES.get(r.state, "")),
+            *((r.job_id or "", r.backend_status or "") if jobs else ()),
             _format_value(trial.value),
             *(_param_text(r.params.get(n)) for n in params),
             trial.reason or "",

@@ -190,6 +190,9 @@ class SkyServerInfo:
     moto_port: int = 0
     catalog_dir: Optional[pathlib.Path] = None
     timings: Dict[str, float] = dataclasses.field(default_factory=dict)
+    # Filled on exit: processes (with our HOME) that survived `sky api stop`
+    # and had to be killed by the fallback.
+    killed_leftovers: List[str] = dataclasses.field(default_factory=list)
 
     @property
     def api_server_log(self) -> pathlib.Path:
@@ -200,6 +203,38 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(('127.0.0.1', port))
+        except OSError:
+            return False
+    return True
+
+
+def queue_manager_port(api_port: int) -> int:
+    """Mirror of sky.server.requests.queues.mp_queue.get_queue_manager_port.
+
+    The API server ALSO binds an internal multiprocessing queue-manager port
+    derived from its own port: 50000 + (11 + api_port - 46580) % 10000. If
+    that one is taken, startup dies with "SkyPilot API server fails to start
+    as port N is already in use by another process".
+    """
+    offset = api_port - 46580
+    return 50011 if offset == 0 else 50000 + (11 + offset) % 10000
+
+
+def pick_api_port(exclude: tuple = ()) -> int:
+    for _ in range(200):
+        port = free_port()
+        if port in exclude:
+            continue
+        qport = queue_manager_port(port)
+        if qport not in exclude and qport != port and _port_free(qport):
+            return port
+    raise RuntimeError('could not find a free API server port pair')
 
 
 def build_env(home: pathlib.Path, moto_endpoint: str, api_port: int,
@@ -226,7 +261,11 @@ def build_env(home: pathlib.Path, moto_endpoint: str, api_port: int,
         'SKYPILOT_DISABLE_USAGE_COLLECTION': '1',
         'SKYPILOT_API_SERVER_LOCAL_PORT': str(api_port),
         'SKYPILOT_API_SERVER_ENDPOINT': api_url,
-        'SKYPILOT_DISABLE_LOCAL_API_SERVER': '0',
+        # Clients (SDK/CLI) must never silently auto-start ANOTHER local API
+        # server (they do if the endpoint is a 127.0.0.1 URL that is down).
+        # With this set they raise ApiServerConnectionError instead. It is
+        # removed only for the `sky api start` subprocess itself.
+        'SKYPILOT_DISABLE_LOCAL_API_SERVER': '1',
         'SKYPILOT_MINIMIZE_LOGGING': '1',
         # Never let requests/urllib route loopback through a proxy.
         'NO_PROXY': '127.0.0.1,localhost,::1',
@@ -364,9 +403,13 @@ def _processes_with_home(home: pathlib.Path) -> list:
     return found
 
 
-def _kill_leftovers(home: pathlib.Path, timeout: float = 10) -> List[int]:
+def _kill_leftovers(home: pathlib.Path, timeout: float = 10) -> List[str]:
     import psutil  # pylint: disable=import-outside-toplevel
     procs = _processes_with_home(home)
+    desc = []
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            desc.append(f'{p.pid} {" ".join(p.cmdline())[:200]}')
     for p in procs:
         with contextlib.suppress(psutil.Error):
             p.terminate()
@@ -374,7 +417,7 @@ def _kill_leftovers(home: pathlib.Path, timeout: float = 10) -> List[int]:
     for p in alive:
         with contextlib.suppress(psutil.Error):
             p.kill()
-    return [p.pid for p in procs]
+    return desc
 
 
 @contextlib.contextmanager
@@ -384,7 +427,8 @@ def running_sky_api_server(base_dir: pathlib.Path,
                            check_timeout: float = 180,
                            stop_timeout: float = 60,
                            ami: str = FAKE_AMI,
-                           memory_gb: Optional[float] = 8
+                           memory_gb: Optional[float] = 8,
+                           enable_aws: bool = True
                           ) -> Iterator[SkyServerInfo]:
     """Starts moto + a local SkyPilot API server; tears both down on exit.
 
@@ -397,7 +441,7 @@ def running_sky_api_server(base_dir: pathlib.Path,
     home = base_dir / 'home'
     home.mkdir(parents=True, exist_ok=True)
     moto_port = free_port()
-    api_port = free_port()
+    api_port = pick_api_port(exclude=(moto_port,))
     moto_endpoint = f'http://127.0.0.1:{moto_port}'
     shim_dir = install_rsync_shim_if_missing(base_dir / 'bin')
     env = build_env(home, moto_endpoint, api_port, memory_gb=memory_gb,
@@ -427,19 +471,41 @@ def running_sky_api_server(base_dir: pathlib.Path,
         # 3. API server
         t0 = time.monotonic()
         api_started = True  # From here on, always try `sky api stop`.
-        _run(['sky', 'api', 'start', '--host', '127.0.0.1', '--port',
-              str(api_port)], env, timeout=start_timeout, cwd=str(home))
+        for attempt in range(3):
+            start_env = dict(env)
+            start_env.pop('SKYPILOT_DISABLE_LOCAL_API_SERVER')
+            try:
+                _run(['sky', 'api', 'start', '--host', '127.0.0.1', '--port',
+                      str(api_port)], start_env, timeout=start_timeout,
+                     cwd=str(home))
+                break
+            except RuntimeError as e:
+                # Port race (ours or the derived queue-manager port got taken
+                # between picking and binding): retry on fresh ports.
+                if 'already in use' not in (
+                        str(e) + info.api_server_log.read_text(
+                            errors='replace')[-3000:]) or attempt == 2:
+                    raise
+                _kill_leftovers(home)
+                api_port = pick_api_port(exclude=(moto_port, api_port))
+                env.update(build_env(home, moto_endpoint, api_port,
+                                     memory_gb=memory_gb,
+                                     extra_path=pathlib.Path(shim_dir)
+                                     if shim_dir else None))
+                info.api_port = api_port
+                info.api_server_url = f'http://127.0.0.1:{api_port}'
         _wait_http(f'{info.api_server_url}/api/health', timeout=30)
         info.timings['api_start'] = time.monotonic() - t0
 
         # 4. enable AWS (compute + storage) in the server's enabled-clouds db.
-        t0 = time.monotonic()
-        out = _run(['sky', 'check', 'aws'], env, timeout=check_timeout,
-                   cwd=str(home))
-        info.timings['sky_check'] = time.monotonic() - t0
-        if 'AWS: enabled' not in out.stdout:
-            raise RuntimeError('`sky check aws` did not enable AWS:\n' +
-                               out.stdout[-4000:] + out.stderr[-4000:])
+        if enable_aws:
+            t0 = time.monotonic()
+            out = _run(['sky', 'check', 'aws'], env, timeout=check_timeout,
+                       cwd=str(home))
+            info.timings['sky_check'] = time.monotonic() - t0
+            if 'AWS: enabled' not in out.stdout:
+                raise RuntimeError('`sky check aws` did not enable AWS:\n' +
+                                   out.stdout[-4000:] + out.stderr[-4000:])
         yield info
     finally:
         if api_started:
@@ -458,9 +524,7 @@ def running_sky_api_server(base_dir: pathlib.Path,
         # Last resort: anything still running with our HOME (API server
         # workers, consolidated jobs controllers, ...).
         with contextlib.suppress(Exception):
-            left = _kill_leftovers(home)
-            if left:
-                info.timings['killed_leftovers'] = float(len(left))
+            info.killed_leftovers = _kill_leftovers(home)
 
 
 # Env vars that apply_env() sets / removes in os.environ.
@@ -525,5 +589,6 @@ if __name__ == '__main__':  # Smoke test: python tests/sky_api_server.py DIR
         while hold and os.path.exists(hold) and time.monotonic() < deadline:
             time.sleep(1)
     print('timings', i.timings)
+    print('killed by fallback:', i.killed_leftovers)
     print('leftovers after exit:', leftover_processes(i))
     shutil.rmtree(d, ignore_errors=True) if len(sys.argv) <= 1 else None

@@ -325,7 +325,9 @@ def test_envs_hold_parameters_as_strings_and_the_contract(sky: ModuleType) -> No
         assert json.loads(envs["SKYSWEEP_PARAMS"]) == item.trial.params
         assert envs["SKYSWEEP_SWEEP_ID"] == "my-sweep"
         assert envs["SKYSWEEP_TRIAL_ID"] == item.trial.trial_id
-        assert envs["SKYSWEEP_OUTPUT_DIR"] == f"/skysweep/sweep/trials/{item.trial.trial_id}"
+        assert envs["SKYSWEEP_OUTPUT_DIR"] == (
+            f"/skysweep/store/sweeps/sid/trials/{item.trial.trial_id}"
+        )
         assert accepted(sky, item.spec).envs["bs"] == bs
 
 
@@ -359,14 +361,17 @@ def test_resolve_secrets_from_the_environment() -> None:
 
 def test_store_mount_for_an_s3_placement(sky: ModuleType) -> None:
     spec = one_spec(task_of())
+    # SkyPilot mounts whole buckets only: the bucket is mounted, the job writes under the prefix
     assert spec["file_mounts"] == {
-        "/skysweep/sweep": {"source": BUCKET_SWEEP, "mode": "MOUNT_CACHED"}
+        "/skysweep/store": {"source": "s3://bucket", "mode": "MOUNT_CACHED"}
     }
-    assert spec["envs"]["SKYSWEEP_SWEEP_DIR"] == "/skysweep/sweep"
+    assert spec["envs"]["SKYSWEEP_SWEEP_DIR"] == "/skysweep/store/sweeps/sid"
     parsed = accepted(sky, spec)
-    storage = parsed.storage_mounts["/skysweep/sweep"]
+    storage = parsed.storage_mounts["/skysweep/store"]
     assert storage.mode.name == "MOUNT_CACHED"
-    assert storage.source == BUCKET_SWEEP
+    assert storage.source == "s3://bucket"
+    root = Placement.mounted("r2://bucket")
+    assert (root.mount_source, root.sweep_dir) == ("r2://bucket", "/skysweep/store")
     assert "file_mounts" not in one_spec(task_of(), Placement("/tmp/x"))
 
 

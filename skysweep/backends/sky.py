@@ -12,7 +12,9 @@ awaited, so the API server works on them together.
 from __future__ import annotations
 
 import copy
+import io
 import json
+import re
 import shlex
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -205,17 +207,33 @@ def _with_retries(
     raise AssertionError("unreachable")
 
 
+def _is_unreachable(exc: BaseException) -> bool:
+    from sky import exceptions
+
+    # sky.api_info() raises requests' ConnectionError; other SDK calls raise SkyPilot's own.
+    return isinstance(exc, exceptions.ApiServerConnectionError | ConnectionError) or (
+        type(exc).__name__ == "ConnectionError"
+    )
+
+
 def preflight(rendered: Sequence[RenderedTrial]) -> list[str]:
-    """Before launching: the specs, the API server, an enabled cloud, and what it costs."""
+    """Before launching: the specs, the API server, an enabled cloud, and what it costs.
+
+    Returns SkyPilot's optimizer table for each distinct resource set, to show the user.
+    """
     sky = _sky()
     from sky import exceptions
 
     validate(rendered)
     try:
         sky.api_info()
-        clouds = sky.get(sky.enabled_clouds())
-    except exceptions.ApiServerConnectionError as exc:
-        raise _unreachable(exc) from exc
+        from sky.client import sdk
+
+        clouds = sky.get(sdk.enabled_clouds())
+    except Exception as exc:
+        if _is_unreachable(exc):
+            raise _unreachable(exc) from exc
+        raise BackendError(f"the SkyPilot API server failed: {_describe(exc)}") from exc
     if not clouds:
         raise BackendUnavailableError(
             "no cloud is enabled on the SkyPilot API server",
@@ -223,33 +241,36 @@ def preflight(rendered: Sequence[RenderedTrial]) -> list[str]:
             "Kubernetes, ...)",
         )
     lines: list[str] = []
-    seen: dict[str, int] = {}
+    counts: dict[str, int] = {}
     first: dict[str, RenderedTrial] = {}
     for item in rendered:
         key = json.dumps(item.spec.get("resources", {}), sort_keys=True)
-        seen[key] = seen.get(key, 0) + 1
+        counts[key] = counts.get(key, 0) + 1
         first.setdefault(key, item)
-    for key, count in seen.items():
+    for key, count in counts.items():
+        lines.append(f"SkyPilot's choice for {count} trial(s) with resources {key}:")
         task = sky.Task.from_yaml_config(copy.deepcopy(first[key].spec))
+        captured = io.StringIO()
         try:
-            dag = sky.get(sky.optimize(_dag_of(sky, task)))
-            chosen = dag.tasks[0].best_resources
-            hourly = chosen.get_cost(3600) if chosen is not None else None
-        except exceptions.ResourcesUnavailableError as exc:
+            # The optimizer's result comes back as its table, the one `sky launch` shows.
+            sky.stream_and_get(sky.optimize(_dag_of(sky, task)), output_stream=captured)
+        except (exceptions.ResourcesUnavailableError, exceptions.NoCloudAccessError) as exc:
             raise BackendError(
                 f"no enabled cloud offers the resources {key}: {_describe(exc)}",
                 hint="relax the resources, or enable another cloud ('sky check')",
             ) from exc
         except Exception as exc:  # an estimate is a courtesy: never block a launch on it
-            lines.append(f"  optimizer: no estimate for {key} ({_describe(exc)})")
+            lines.append(f"  (no estimate: {_describe(exc)})")
             continue
-        price = (
-            f"${hourly:.3f}/h per trial, ${hourly * count:.2f}/h for {count}"
-            if hourly is not None
-            else "price unknown"
-        )
-        lines.append(f"  optimizer: {chosen} for {key}: {price}")
+        lines += [f"  {line}" for line in _optimizer_table(captured.getvalue())]
     return lines
+
+
+def _optimizer_table(text: str) -> list[str]:
+    plain = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
+    rows = [line.rstrip() for line in plain.splitlines() if line.strip()]
+    start = next((i for i, line in enumerate(rows) if "INFRA" in line or "CLOUD" in line), None)
+    return rows[start:] if start is not None else rows[-6:]
 
 
 def _dag_of(sky: Any, task: Any) -> Any:
@@ -350,7 +371,12 @@ class SkyBackend:
             return {}
         try:
             records, *_ = sky.get(
-                sky.jobs.queue_v2(refresh=False, all_users=False, job_ids=sorted(ids))
+                sky.jobs.queue_v2(
+                    refresh=False,
+                    all_users=False,
+                    job_ids=sorted(ids),
+                    fields=["job_id", "job_name", "status", "failure_reason", "details"],
+                )
             )
         except exceptions.ApiServerConnectionError as exc:
             raise _unreachable(exc) from exc
