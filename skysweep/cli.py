@@ -146,6 +146,7 @@ def render(
         backend_name=backend,
         store=store_for(store),
         task_file=task_file,
+        spread=spread,
     )
     validate(rendered)
     out.mkdir(parents=True, exist_ok=True)

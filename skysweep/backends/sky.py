@@ -17,9 +17,9 @@ import json
 import re
 import shlex
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from skysweep.collect import BackendView
 from skysweep.errors import BackendError, BackendUnavailableError, UsageError
@@ -43,7 +43,6 @@ STATE_OF = {
     "CANCELLING": "cancelled",
     "CANCELLED": "cancelled",
 }
-T = TypeVar("T")
 
 
 def _sky() -> Any:
@@ -194,19 +193,6 @@ def _unreachable(exc: BaseException) -> BackendUnavailableError:
     )
 
 
-def _with_retries(
-    call: Callable[[], T], attempts: int = SUBMIT_ATTEMPTS, backoff: float = BACKOFF_SECONDS
-) -> T:
-    for attempt in range(1, attempts + 1):
-        try:
-            return call()
-        except Exception as exc:
-            if attempt == attempts or not _retryable(exc):
-                raise
-            time.sleep(backoff * 2 ** (attempt - 1))
-    raise AssertionError("unreachable")
-
-
 def _is_unreachable(exc: BaseException) -> bool:
     from sky import exceptions
 
@@ -227,9 +213,7 @@ def preflight(rendered: Sequence[RenderedTrial]) -> list[str]:
     validate(rendered)
     try:
         sky.api_info()
-        from sky.client import sdk
-
-        clouds = sky.get(sdk.enabled_clouds())
+        clouds = sky.get(sky.client.sdk.enabled_clouds())
     except Exception as exc:
         if _is_unreachable(exc):
             raise _unreachable(exc) from exc
@@ -283,80 +267,77 @@ class SkyBackend:
     name = "sky"
 
     def submit(self, request: LaunchRequest) -> dict[str, JobRecord]:
-        sky = _sky()
-        from sky import exceptions
+        """Submit every batch; retry what failed in a way worth retrying, with backoff.
 
-        records: dict[str, JobRecord] = {}
+        Each round sends the requests of all the batches still to go before awaiting any, so
+        the API server works on them together. A batch that keeps failing is recorded on its
+        trials and never stops the others.
+        """
+        sky = _sky()
         groups = batches(request.trials, request.manifest.sweep_id)
-        pending: list[tuple[Batch, Any, Any]] = []
-        for batch in groups:
-            spec = copy.deepcopy(batch.spec)
-            secrets = request.secrets.get(batch.trials[0].trial.trial_id, {})
-            if secrets:
-                spec["secrets"] = dict(secrets)
-            task = sky.Task.from_yaml_config(spec)
-            pending.append((batch, task, None))
-        sent: list[tuple[Batch, Any, Any]] = []
-        for batch, task, _ in pending:
-            try:
-                request_id = self._send(sky, task, batch)
-            except exceptions.ApiServerConnectionError as exc:
-                raise _unreachable(exc) from exc
-            except Exception as exc:
-                self._record_error(records, batch, exc)
-                continue
-            sent.append((batch, task, request_id))
-        for batch, task, request_id in sent:
-            try:
-                job_ids = self._await(sky, task, batch, request_id)
-            except Exception as exc:
-                self._record_error(records, batch, exc)
-                continue
-            submitted = now()
+        tasks = [self._task(sky, batch, request) for batch in groups]
+        attempts = [0] * len(groups)
+        job_ids: dict[int, list[Any]] = {}
+        errors: dict[int, BaseException] = {}
+        remaining = list(range(len(groups)))
+        for round_ in range(SUBMIT_ATTEMPTS):
+            if round_:
+                time.sleep(BACKOFF_SECONDS * 2 ** (round_ - 1))
+            sent: list[tuple[int, Any]] = []
+            for i in remaining:
+                attempts[i] += 1
+                count = len(groups[i].trials)
+                try:
+                    sent.append(
+                        (
+                            i,
+                            sky.jobs.launch(
+                                tasks[i], name=groups[i].name, num_jobs=count if count > 1 else None
+                            ),
+                        )
+                    )
+                except Exception as exc:
+                    errors[i] = exc
+            for i, request_id in sent:
+                try:
+                    ids, _ = sky.get(request_id)
+                    job_ids[i] = list(ids or [])
+                    errors.pop(i, None)
+                except Exception as exc:
+                    errors[i] = exc
+            remaining = [i for i, exc in errors.items() if _retryable(exc)]
+            if not remaining:
+                break
+        if errors and not job_ids and all(_is_unreachable(e) for e in errors.values()):
+            raise _unreachable(next(iter(errors.values())))
+        records: dict[str, JobRecord] = {}
+        submitted = now()
+        for i, batch in enumerate(groups):
             for rank, item in enumerate(batch.trials):
-                job_id = job_ids[rank] if rank < len(job_ids) else None
+                ids = job_ids.get(i, [])
+                job_id = ids[rank] if rank < len(ids) else None
+                error = errors.get(i)
                 records[item.trial.trial_id] = JobRecord(
-                    job_id=str(job_id) if job_id is not None else None,
+                    job_id=None if job_id is None else str(job_id),
                     job_name=item.job_name,
                     submitted_at=submitted,
-                    attempts=1,
+                    attempts=attempts[i],
                     infra=item.spec.get("resources", {}).get("infra"),
-                    error=None if job_id is not None else "SkyPilot returned no job id",
+                    error=_describe(error)
+                    if error is not None
+                    else None
+                    if job_id is not None
+                    else "SkyPilot returned no job id",
                 )
         return records
 
-    def _send(self, sky: Any, task: Any, batch: Batch) -> Any:
-        count = len(batch.trials)
-        return _with_retries(
-            lambda: sky.jobs.launch(task, name=batch.name, num_jobs=count if count > 1 else None)
-        )
-
-    def _await(self, sky: Any, task: Any, batch: Batch, request_id: Any) -> list[Any]:
-        def once() -> list[Any]:
-            job_ids, _ = sky.get(request_id)
-            return list(job_ids or [])
-
-        try:
-            return once()
-        except Exception as exc:
-            if not _retryable(exc):
-                raise
-        # The request failed in a way worth retrying: send it again, a bounded number of times.
-        return _with_retries(lambda: self._relaunch(sky, task, batch), SUBMIT_ATTEMPTS - 1)
-
-    def _relaunch(self, sky: Any, task: Any, batch: Batch) -> list[Any]:
-        job_ids, _ = sky.get(self._send(sky, task, batch))
-        return list(job_ids or [])
-
     @staticmethod
-    def _record_error(records: dict[str, JobRecord], batch: Batch, exc: BaseException) -> None:
-        for item in batch.trials:
-            records[item.trial.trial_id] = JobRecord(
-                job_name=item.job_name,
-                attempts=SUBMIT_ATTEMPTS if _retryable(exc) else 1,
-                error=_describe(exc),
-                submitted_at=now(),
-            )
+    def _task(sky: Any, batch: Batch, request: LaunchRequest) -> Any:
+        spec = copy.deepcopy(batch.spec)
+        secrets = request.secrets.get(batch.trials[0].trial.trial_id, {})
+        if secrets:
+            spec["secrets"] = dict(secrets)  # in memory only, for this request
+        return sky.Task.from_yaml_config(spec)
 
     def status(self, manifest: Manifest, store: Store) -> dict[str, BackendView]:
         sky = _sky()

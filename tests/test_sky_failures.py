@@ -1,0 +1,210 @@
+"""SkyPilot backend failure paths that the real API server cannot be made to produce here.
+
+``FakeSkyPilot`` stands in for the SDK's *network* calls only (launch, get, queue, cancel,
+api_info, enabled_clouds). Everything else is SkyPilot's own: ``sky.Task`` parses every
+spec and the exceptions raised are SkyPilot's real exception classes. The happy paths and
+the unreachable-server path run against the real API server in test_sky.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from skysweep.backends import LaunchRequest
+from skysweep.backends import sky as sky_backend
+from skysweep.errors import BackendError, BackendUnavailableError
+from skysweep.expand import expand
+from skysweep.launch import new_sweep_id
+from skysweep.load import load
+from skysweep.manifest import JobRecord, Manifest
+from skysweep.render import Placement, render
+from skysweep.store import FileStore
+
+sky = pytest.importorskip("sky")
+from sky import exceptions  # noqa: E402
+
+
+class FakeSkyPilot:
+    """Answers launch/get/queue/cancel like the API server, failing as a script says."""
+
+    def __init__(self, launch_failures: Callable[[str, int], BaseException | None]) -> None:
+        self.Task = sky.Task
+        self.task = sky.task
+        self.Dag = sky.Dag
+        self.launch_failures = launch_failures
+        self.launched: list[tuple[str, int | None]] = []
+        self.cancelled: list[list[int]] = []
+        self.queue_records: list[dict[str, Any]] = []
+        self.clouds: list[str] = ["AWS"]
+        self._ids = itertools.count(1)
+        self._calls: dict[str, int] = {}
+        self.jobs = SimpleNamespace(launch=self._launch, queue_v2=self._queue, cancel=self._cancel)
+        self.client = SimpleNamespace(
+            sdk=SimpleNamespace(enabled_clouds=lambda: ("clouds", None, None))
+        )
+
+    def _launch(self, task: Any, name: str, num_jobs: int | None = None) -> Any:
+        assert isinstance(task, sky.Task)
+        self._calls[name] = self._calls.get(name, 0) + 1
+        failure = self.launch_failures(name, self._calls[name])
+        self.launched.append((name, num_jobs))
+        return ("launch", failure, [next(self._ids) for _ in range(num_jobs or 1)])
+
+    def _queue(self, **kwargs: Any) -> Any:
+        return ("queue", None, self.queue_records)
+
+    def _cancel(self, job_ids: list[int]) -> Any:
+        self.cancelled.append(job_ids)
+        return ("cancel", None, None)
+
+    def api_info(self) -> None:
+        return None
+
+    def get(self, request: Any) -> Any:
+        kind, failure, value = request
+        if failure is not None:
+            raise failure
+        if kind == "launch":
+            return value, None
+        if kind == "queue":
+            return value, len(value), {}, len(value)
+        if kind == "clouds":
+            return self.clouds
+        return value
+
+
+@pytest.fixture
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
+    monkeypatch.setattr(sky_backend, "BACKOFF_SECONDS", 0.0)
+    task_file = tmp_path / "task.yaml"
+    task_file.write_text(
+        "name: fails\nresources:\n  cpus: 2\n  infra: [aws/us-east-1, aws/us-west-2]\n"
+        "run: python train.py\nsweeps:\n  sweep_config:\n    lr: [1, 2, 3, 4]\n"
+    )
+
+    def make(fake: FakeSkyPilot) -> tuple[LaunchRequest, list[Any]]:
+        monkeypatch.setattr(sky_backend, "_sky", lambda: fake)
+        task = load(task_file)
+        trials = expand(task)
+        sweep_id = new_sweep_id(task.name)
+        rendered = render(
+            task,
+            trials,
+            sweep_id=sweep_id,
+            placement=Placement.mounted(f"s3://b/{sweep_id}"),
+            task_dir=tmp_path,
+            spread=True,  # two providers: two batches, so one can fail alone
+        )
+        store = FileStore(tmp_path / "store")
+        manifest = Manifest.new(
+            sweep_id=sweep_id,
+            task=task,
+            task_file=task_file,
+            trials=trials,
+            backend="sky",
+            store_url=store.url,
+            max_parallel=4,
+        )
+        return LaunchRequest(manifest, store, task, rendered, max_parallel=4), rendered
+
+    return make
+
+
+def east(name: str) -> bool:
+    return name.endswith("batch0")
+
+
+def test_a_transient_failure_is_retried_and_recorded(setup: Callable[..., Any]) -> None:
+    fake = FakeSkyPilot(
+        lambda name, call: (
+            exceptions.ServerTemporarilyUnavailableError("busy")
+            if east(name) and call <= 2
+            else None
+        )
+    )
+    request, _ = setup(fake)
+    records = sky_backend.SkyBackend().submit(request)
+    assert all(r.job_id for r in records.values()) and len(records) == 4
+    attempts = {r.infra: r.attempts for r in records.values()}
+    assert attempts == {"aws/us-east-1": 3, "aws/us-west-2": 1}
+    assert [n for n, _ in fake.launched].count(f"{request.manifest.sweep_id}-batch0") == 3
+
+
+def test_a_failing_batch_is_recorded_and_never_stops_the_others(
+    setup: Callable[..., Any],
+) -> None:
+    fake = FakeSkyPilot(
+        lambda name, call: (
+            exceptions.ResourcesUnavailableError("FAILED_NO_RESOURCE: quota")
+            if east(name)
+            else None
+        )
+    )
+    request, _ = setup(fake)
+    records = sky_backend.SkyBackend().submit(request)
+    failed = {t: r for t, r in records.items() if r.infra == "aws/us-east-1"}
+    fine = {t: r for t, r in records.items() if r.infra == "aws/us-west-2"}
+    assert len(failed) == 2 and len(fine) == 2
+    assert all(r.job_id is None and r.attempts == 3 for r in failed.values())
+    assert all("ResourcesUnavailableError" in (r.error or "") for r in failed.values())
+    assert all(r.job_id and r.error is None for r in fine.values())
+
+
+def test_a_permanent_error_is_not_retried(setup: Callable[..., Any]) -> None:
+    fake = FakeSkyPilot(
+        lambda name, call: exceptions.NotSupportedError("no") if east(name) else None
+    )
+    request, _ = setup(fake)
+    records = sky_backend.SkyBackend().submit(request)
+    assert {r.attempts for r in records.values() if r.job_id is None} == {1}
+
+
+def test_an_unreachable_server_for_every_batch_is_one_clear_error(
+    setup: Callable[..., Any],
+) -> None:
+    fake = FakeSkyPilot(lambda name, call: exceptions.ApiServerConnectionError("http://x"))
+    request, _ = setup(fake)
+    with pytest.raises(BackendUnavailableError, match="cannot reach the SkyPilot API server"):
+        sky_backend.SkyBackend().submit(request)
+
+
+def test_status_shows_skypilots_state_and_reason(setup: Callable[..., Any]) -> None:
+    fake = FakeSkyPilot(lambda name, call: None)
+    request, rendered = setup(fake)
+    manifest = request.manifest
+    trial_ids = [r.trial.trial_id for r in rendered]
+    for number, trial_id in enumerate(trial_ids, start=1):
+        manifest.jobs[trial_id] = JobRecord(job_id=str(number))
+    status = sky.jobs.ManagedJobStatus
+    fake.queue_records = [
+        {"job_id": 1, "status": status.FAILED_PRECHECKS, "failure_reason": "bad mount"},
+        {"job_id": 2, "status": status.RUNNING, "failure_reason": None},
+        {"job_id": 3, "status": status.CANCELLED, "failure_reason": None},
+        {"job_id": 4, "status": status.FAILED_NO_RESOURCE, "failure_reason": "no capacity"},
+    ]
+    views = sky_backend.SkyBackend().status(manifest, request.store)
+    assert views[trial_ids[0]].state == "failed"
+    assert views[trial_ids[0]].detail == "SkyPilot FAILED_PRECHECKS: bad mount"
+    assert views[trial_ids[1]].state == "running"
+    assert views[trial_ids[2]].state == "cancelled"
+    assert views[trial_ids[3]].detail == "SkyPilot FAILED_NO_RESOURCE: no capacity"
+
+    cancelled = sky_backend.SkyBackend().cancel(manifest, request.store)
+    assert cancelled == ["2"] and fake.cancelled == [[2]]  # only the live job of this sweep
+
+
+def test_preflight_stops_when_no_cloud_is_enabled(setup: Callable[..., Any]) -> None:
+    fake = FakeSkyPilot(lambda name, call: None)
+    fake.clouds = []
+    _, rendered = setup(fake)
+    with pytest.raises(BackendUnavailableError, match="no cloud is enabled") as caught:
+        sky_backend.preflight(rendered)
+    assert "sky check" in str(caught.value)
+    assert caught.value.exit_code == 2
+    assert isinstance(caught.value, BackendError)
