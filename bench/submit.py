@@ -144,7 +144,7 @@ def main() -> None:
                 grid_task(work, args.trials, "aws"), base / "store", spread=False
             )
             spread, spread_requests = submit_with_skysweep(
-                grid_task(work, args.trials, "[aws/us-east-1, aws/us-west-2]"),
+                grid_task(work, args.trials, "[aws/us-east-1, aws]"),
                 base / "store",
                 spread=True,
             )

@@ -233,25 +233,23 @@ def test_down_cancels_exactly_the_sweeps_jobs_and_is_safe_twice(
 
 
 def test_spread_assigns_providers_round_robin(sky_server: Sky, tmp_path: Path) -> None:
-    text = GRID.format(name="spread").replace(
-        "  infra: aws", "  infra: [aws/us-east-1, aws/us-west-2]"
-    )
+    text = GRID.format(name="spread").replace("  infra: aws", "  infra: [aws/us-east-1, aws]")
     task = _task(tmp_path, text)
     rendered = sky_server.cli("render", str(task), "--out", str(tmp_path / "out"), "--spread")
     assert rendered.code == 0, rendered
     specs = [yaml.safe_load(p.read_text()) for p in sorted((tmp_path / "out").glob("*.yaml"))]
     assert [s["resources"]["infra"] for s in specs] == [
         "aws/us-east-1",
-        "aws/us-west-2",
+        "aws",
         "aws/us-east-1",
-        "aws/us-west-2",
+        "aws",
     ]
 
     out = _submit(sky_server, task, "--spread")
     manifest = sky_server.manifest(out["sweep_id"])
     by_index = {t["index"]: t["trial_id"] for t in manifest["trials"]}
     infra = [manifest["jobs"][by_index[i]]["infra"] for i in range(4)]
-    assert infra == ["aws/us-east-1", "aws/us-west-2", "aws/us-east-1", "aws/us-west-2"]
+    assert infra == ["aws/us-east-1", "aws", "aws/us-east-1", "aws"]
     ids = [manifest["jobs"][by_index[i]]["job_id"] for i in range(4)]
     queue = sky_server.queue(ids)
     # two providers, two launch requests: one batch per provider
