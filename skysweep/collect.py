@@ -29,7 +29,7 @@ FETCH_WORKERS = min(32, MAX_CONNECTIONS)
 client is CPU-bound (~3-8 ms per boto3 request), so more threads only add GIL contention:
 bench/collect.py --tune measured 1,000 trials at 50 ms latency in 11.3 s with 32 threads,
 12.8 s with 64 and 13.4 s with 128."""
-FINAL_STATES = frozenset({"succeeded", "failed", "submit_failed", "cancelled"})
+FINAL_STATES = frozenset({"succeeded", "failed", "submit_failed", "cancelled", "lost"})
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,8 @@ class TrialResult:
     index: int
     params: dict[str, Scalar]
     state: str
-    """pending, submitted, running, succeeded, failed, submit_failed or cancelled."""
+    """pending, submitted, running, succeeded, failed, submit_failed, cancelled or lost (its
+    local runner stopped before it finished)."""
     metrics: dict[str, Any] | None = None
     problem: str | None = None
     """Why this trial has no usable result, in words for the table."""

@@ -279,3 +279,64 @@ sweeps:
 def test_help_answers(flag: str) -> None:
     done = run_cli(*flag.split())
     assert done.code == 0 and "Usage" in done.stdout
+
+
+def test_a_crashed_runner_loses_trials_and_resume_relaunches_only_them(
+    tmp_path: Path, isolated_home: Path
+) -> None:
+    task = _write(
+        tmp_path / "task.yaml",
+        """
+name: crash
+run: |
+  if [ "$n" = 2 ] && [ ! -e "$MARKER" ]; then sleep 60; fi
+  echo '{"eval/loss": '$n'}' > $SKYSWEEP_OUTPUT_DIR/metrics.json
+sweeps:
+  sweep_config:
+    n: [1, 2, 3]
+""",
+    )
+    store = _store(tmp_path)
+    env = {"MARKER": str(tmp_path / "marker")}
+    up = run_cli(
+        "up", str(task), "--local", "--yes", "--detach", "--output", "json",
+        "--max-parallel", "1", "--store", store, env=env,
+    )  # fmt: skip
+    assert up.code == 0, up
+    sweep_id = json.loads(up.stdout)["sweep_id"]
+    sweep_dir = tmp_path / "store" / sweep_id
+    manifest = json.loads((sweep_dir / "sweep.json").read_text())
+    trial_of = {t["params"]["n"]: t["trial_id"] for t in manifest["trials"]}
+    deadline = time.monotonic() + 30
+    while not (sweep_dir / "trials" / trial_of[2] / "status.json").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    done_before = (sweep_dir / "finished" / f"{trial_of[1]}.json").stat()
+    # The machine "crashes": the runner and its trial die without a word.
+    runner = manifest["backend_state"]["runner_pid"]
+    for line in subprocess.run(["ps", "-eo", "pid,pgid,args"], capture_output=True,
+                               text=True, check=True).stdout.splitlines()[1:]:  # fmt: skip
+        _, group, args = line.split(None, 2)
+        if "sleep 60" in args:
+            os.killpg(int(group), signal.SIGKILL)
+    os.kill(runner, signal.SIGKILL)
+
+    waited = run_cli("wait", sweep_id, "--store", store, "--timeout", "30", "--interval", "0.2")
+    assert waited.code == 1, waited
+    status = json.loads(run_cli("status", sweep_id, "--store", store, "--output", "json").stdout)
+    states = {t["params"]["n"]: t["status"] for t in status["trials"]}
+    assert states == {1: "succeeded", 2: "lost", 3: "lost"}
+
+    (tmp_path / "marker").write_text("")
+    resumed = run_cli(
+        "up", str(task), "--local", "--yes", "--output", "json", "--sweep-id", sweep_id,
+        "--store", store, env=env,
+    )  # fmt: skip
+    assert resumed.code == 0, resumed
+    assert {t["status"] for t in json.loads(resumed.stdout)["trials"]} == {"succeeded"}
+    assert "2 trial(s) launched now" in resumed.stderr
+    done_after = (sweep_dir / "finished" / f"{trial_of[1]}.json").stat()
+    assert (done_after.st_ino, done_after.st_mtime_ns) == (
+        done_before.st_ino,
+        done_before.st_mtime_ns,
+    )  # the trial that was done was not run again
