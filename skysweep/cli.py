@@ -234,6 +234,15 @@ def up(
         or (task.sweeps.max_parallel if task.sweeps else None)
         or (default_parallelism(task, len(trials)) if local else len(trials))
     )
+    # The local runner enforces the cap itself; on SkyPilot a watching `up` submits in waves.
+    in_waves = backend_name == "sky" and parallel < len(trials)
+    if in_waves and detach:
+        raise UsageError(
+            f"--detach cannot hold {len(trials)} SkyPilot trials to --max-parallel {parallel}: "
+            "nobody would be watching to launch the rest",
+            hint="drop --detach so `up` launches in waves, or raise --max-parallel to "
+            f"{len(trials)}",
+        )
     if sweep_id is not None and not SWEEP_ID.match(sweep_id):
         raise UsageError(
             f"--sweep-id {sweep_id!r} is not a sweep id",
@@ -311,21 +320,12 @@ def up(
 
     only = None
     if resumed:
-        from skysweep.follow import look
+        from skysweep.collect import Collector
         from skysweep.launch import relaunchable
 
-        ranking = look(the_store, manifest, backend)
-        states = {t.result.trial_id: t.result.state for t in ranking.trials}
-        only = relaunchable(manifest, backend.status(manifest, the_store), states)
-    # The local runner enforces the cap itself; on SkyPilot a watching `up` submits in waves.
-    in_waves = backend_name == "sky" and parallel < len(trials)
-    if in_waves and detach:
-        raise UsageError(
-            f"--detach cannot hold {len(trials)} SkyPilot trials to --max-parallel {parallel}: "
-            "nobody would be watching to launch the rest",
-            hint="drop --detach so `up` launches in waves, or raise --max-parallel to "
-            f"{len(trials)}",
-        )
+        views = backend.status(manifest, the_store)
+        results = Collector(the_store, the_id).collect(manifest, views)
+        only = relaunchable(manifest, views, {r.trial_id: r.state for r in results})
     if in_waves:
         order = {t.trial_id: t.index for t in trials}
         candidates = (
