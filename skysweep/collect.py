@@ -12,6 +12,7 @@ Costs are bounded so that following a 1,000-trial sweep stays cheap:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from skysweep.errors import StoreError
 from skysweep.manifest import Manifest
 from skysweep.store import MAX_CONNECTIONS, Store, join
 from skysweep.task import Scalar
@@ -132,7 +134,9 @@ class Collector:
     def _save_snapshot(self) -> None:
         self.requests += 1
         data = {"finished": {tid: asdict(entry) for tid, entry in self._known.items()}}
-        self.store.put(join(self.sweep_id, SNAPSHOT), json.dumps(data).encode())
+        # Only a cache: a reader with read-only credentials still gets its answer.
+        with contextlib.suppress(StoreError):
+            self.store.put(join(self.sweep_id, SNAPSHOT), json.dumps(data).encode())
 
     def _fetch(self, trial_id: str, etag: str) -> _Finished:
         base = join(self.sweep_id, "trials", trial_id)

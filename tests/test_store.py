@@ -541,3 +541,22 @@ def test_repeated_look_at_1000_trials_costs_at_most_two_requests(s3_store: S3Sto
         again = collector.collect(manifest)
         assert len(sent) <= 2 * n / 1000, sent
         assert again == cold
+
+
+class _ReadOnlyStore(FileStore):
+    """A store whose writes are refused, as with read-only credentials (moto cannot be made
+    to grant GET and LIST but refuse PUT: with its IAM checks on it refuses LIST too)."""
+
+    def put(self, key: str, data: bytes) -> None:
+        raise StoreError(f"access denied to {key} (AccessDenied)")
+
+
+def test_a_reader_with_read_only_credentials_still_collects(tmp_path: Path) -> None:
+    writer = FileStore(tmp_path / "store")
+    write_trial(writer, "ro", "t1", b'{"eval/loss": 0.4}')
+    write_trial(writer, "ro", "t2", b'{"eval/loss": 0.3}')
+    manifest = manifest_for(writer, "ro", ["t1", "t2"])
+    reader = _ReadOnlyStore(tmp_path / "store")
+    ranking = rank("ro", Collector(reader, "ro").collect(manifest), "eval/loss", True)
+    assert [(t.result.trial_id, t.rank) for t in ranking.trials] == [("t2", 1), ("t1", 2)]
+    assert reader.get("ro/collected.json") is None  # the cache could not be written; no harm
