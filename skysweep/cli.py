@@ -646,9 +646,10 @@ def list_sweeps(
     table = Table(title=f"sweeps in {the_store.url}", title_justify="left")
     table.add_column("sweep", no_wrap=True)
     for column in ("name", "created", "backend", "trials"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=True)
     for m in found:
-        table.add_row(m.sweep_id, m.name, m.created_at, m.backend, str(len(m.trials)))
+        created = m.created_at.replace("T", " ")[:16]
+        table.add_row(m.sweep_id, m.name, created, m.backend, str(len(m.trials)))
     _out().print(table)
 
 

@@ -90,15 +90,17 @@ def ranking_table(ranking: Ranking, *, title: str | None = None, jobs: bool = Fa
         title=title or f"{ranking.sweep_id}: ranked by {ranking.metric} ({direction})",
         title_justify="left",
     )
+    says = jobs and any(t.result.backend_status for t in ranking.trials)
     table.add_column("rank", justify="right")
     table.add_column("trial", min_width=12, no_wrap=True)
-    table.add_column("status")
+    table.add_column("status", min_width=9, no_wrap=True)
     if jobs:
-        table.add_column("job", justify="right")
+        table.add_column("job", justify="right", no_wrap=True)
+    if says:
         table.add_column("backend says", overflow="fold")
-    table.add_column(ranking.metric, justify="right")
+    table.add_column(ranking.metric, justify="right", min_width=min(len(ranking.metric), 10))
     for name in params:
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="right", min_width=min(len(name), 13))
     table.add_column("note", overflow="fold")
     for trial in ranking.trials:
         r = trial.result
@@ -107,7 +109,8 @@ def ranking_table(ranking: Ranking, *, title: str | None = None, jobs: bool = Fa
             str(trial.rank) if trial.rank else "-",
             r.trial_id,
             Text(r.state, style=STATE_STYLES.get(r.state, "")),
-            *((r.job_id or "", r.backend_status or "") if jobs else ()),
+            *((r.job_id or "",) if jobs else ()),
+            *((r.backend_status or "",) if says else ()),
             _format_value(trial.value),
             *(_param_text(r.params.get(n)) for n in params),
             trial.reason or "",

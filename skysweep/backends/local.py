@@ -118,9 +118,11 @@ class LocalBackend:
         folder = _known_folder(manifest, store)
         alive = _runner_alive(manifest)
         for trial_id, job in manifest.jobs.items():
-            if not job.job_id:
+            if not job.job_id or folder is None:
                 continue
-            started = folder is not None and (folder / "trials" / trial_id / "status.json").exists()
+            if (folder / "finished" / f"{trial_id}.json").exists():
+                continue  # the store tells the rest
+            started = (folder / "trials" / trial_id / "status.json").exists()
             if alive is False:
                 views[trial_id] = BackendView(
                     "lost", "the local runner stopped before this trial finished"
