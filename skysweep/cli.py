@@ -89,7 +89,9 @@ def _err() -> Console:
 def _out() -> Console:
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    # Piped into a log or a file, tables keep whole ids rather than fit 80 columns.
+    wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    return Console(highlight=False, soft_wrap=True, width=160 if wide else None)
 
 
 def _parse_overrides(values: list[str] | None) -> dict[str, list[Any]]:
@@ -646,7 +648,7 @@ def list_sweeps(
     table = Table(title=f"sweeps in {the_store.url}", title_justify="left")
     table.add_column("sweep", no_wrap=True)
     for column in ("name", "created", "backend", "trials"):
-        table.add_column(column, no_wrap=True)
+        table.add_column(column, no_wrap=column != "name")
     for m in found:
         created = m.created_at.replace("T", " ")[:16]
         table.add_row(m.sweep_id, m.name, created, m.backend, str(len(m.trials)))
