@@ -77,3 +77,18 @@ def test_the_two_quickstart_forms_are_the_same_sweep() -> None:
     assert [t.trial_id for t in expand(nested)] == [t.trial_id for t in expand(flat)]
     assert nested.sweeps == flat.sweeps and nested.resources == flat.resources
     assert (nested.run, nested.setup) == (flat.run, flat.setup)
+
+
+def test_the_ci_workflow_uses_commands_and_options_that_exist() -> None:
+    import yaml
+    from conftest import run_cli
+
+    workflow = yaml.safe_load((EXAMPLES / "ci" / "sweep.yml").read_text())
+    script = "\n".join(step.get("run", "") for step in workflow["jobs"]["sweep"]["steps"])
+    calls = re.findall(r"skysweep (\w+)([^\n|>]*)", script.replace("\\\n", " "))
+    assert {command for command, _ in calls} >= {"up", "wait", "results"}
+    for command, rest in calls:
+        shown = run_cli(command, "--help", env={"COLUMNS": "200"})
+        assert shown.code == 0, shown
+        for option in re.findall(r"(--[a-z][a-z-]*)", rest):
+            assert option in shown.stdout, f"skysweep {command} has no {option}"
