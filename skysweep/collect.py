@@ -187,9 +187,17 @@ class Collector:
         if view is not None:
             problem = view.detail if view.state in FINAL_STATES else None
             if view.state == "succeeded":
-                # The backend finished the job but the store has no record of it yet.
+                # The job ended well but left no record in the store: say so rather than
+                # wait for a record that will not come.
                 return TrialResult(
-                    trial_id, index, params, "running", job_id=job_id, backend_status=view.detail
+                    trial_id,
+                    index,
+                    params,
+                    "failed",
+                    problem=f"{view.detail or 'the backend'} says it succeeded, but it left no "
+                    "record in the store (was the bucket mounted and writable?)",
+                    job_id=job_id,
+                    backend_status=view.detail,
                 )
             return TrialResult(
                 trial_id,

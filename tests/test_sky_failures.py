@@ -18,6 +18,7 @@ import pytest
 
 from skysweep.backends import LaunchRequest
 from skysweep.backends import sky as sky_backend
+from skysweep.collect import Collector
 from skysweep.errors import BackendError, BackendUnavailableError
 from skysweep.expand import expand
 from skysweep.launch import new_sweep_id
@@ -194,6 +195,14 @@ def test_status_shows_skypilots_state_and_reason(setup: Callable[..., Any]) -> N
     assert views[trial_ids[1]].state == "running"
     assert views[trial_ids[2]].state == "cancelled"
     assert views[trial_ids[3]].detail == "SkyPilot FAILED_NO_RESOURCE: no capacity"
+
+    fake.queue_records[1] = {"job_id": 2, "status": status.SUCCEEDED, "failure_reason": None}
+    results = Collector(request.store, manifest.sweep_id).collect(
+        manifest, sky_backend.SkyBackend().status(manifest, request.store)
+    )
+    lonely = next(r for r in results if r.trial_id == trial_ids[1])
+    assert lonely.finished and "left no record in the store" in (lonely.problem or "")
+    fake.queue_records[1] = {"job_id": 2, "status": status.RUNNING, "failure_reason": None}
 
     cancelled = sky_backend.SkyBackend().cancel(manifest, request.store)
     assert cancelled == ["2"] and fake.cancelled == [[2]]  # only the live job of this sweep
