@@ -24,9 +24,11 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from skysweep.backends import Backend
+    from skysweep.expand import Trial
     from skysweep.manifest import Manifest
     from skysweep.rank import Ranking
     from skysweep.settings import SweepRef
+    from skysweep.store import Store
     from skysweep.task import TaskSpec
 
 SWEEP_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
@@ -213,7 +215,6 @@ def up(
     from skysweep.backends import get_backend
     from skysweep.expand import expand
     from skysweep.launch import default_parallelism, launch, new_sweep_id, render_sweep
-    from skysweep.manifest import Manifest, read_manifest
     from skysweep.render import missing_secrets
     from skysweep.settings import store_for
 
@@ -251,8 +252,10 @@ def up(
             hint="use lowercase letters, digits, '.', '_' and '-', starting with a "
             "letter or digit (at most 100), e.g. the id `up` printed",
         )
-    resumed = sweep_id is not None and _exists(the_store, sweep_id)
     the_id = sweep_id or new_sweep_id(task.name)
+    manifest, resumed = _open_or_start(
+        the_store, the_id, task, task_file, trials, backend_name, parallel
+    )
     backend = get_backend(backend_name)
     rendered = render_sweep(
         task,
@@ -263,34 +266,6 @@ def up(
         task_file=task_file,
         spread=spread,
     )
-    if resumed:
-        manifest = read_manifest(the_store, the_id)
-        known = {t.trial_id for t in manifest.trials}
-        new = [t for t in trials if t.trial_id not in known]
-        if new:
-            raise UsageError(
-                f"{task_file}: the sweep section no longer matches sweep {the_id} "
-                f"({len(new)} trial(s) are not in it)",
-                hint="resume with the task file the sweep was started with, or start a new "
-                "sweep without --sweep-id",
-            )
-        if manifest.backend != backend_name:
-            raise UsageError(
-                f"sweep {the_id} runs on the {manifest.backend} backend",
-                hint="resume it with the same backend ("
-                + ("--local" if manifest.backend == "local" else "no --local")
-                + ")",
-            )
-    else:
-        manifest = Manifest.new(
-            sweep_id=the_id,
-            task=task,
-            task_file=task_file.resolve(),
-            trials=trials,
-            backend=backend_name,
-            store_url=the_store.url,
-            max_parallel=parallel,
-        )
 
     _show_plan(err, task, len(trials), backend_name, the_store.url, the_id, parallel, rendered)
     if backend_name == "sky":
@@ -393,10 +368,47 @@ def up(
     raise typer.Exit(0 if ranking.all_succeeded else 1)
 
 
-def _exists(store: Any, sweep_id: str) -> bool:
-    from skysweep.manifest import MANIFEST
+def _open_or_start(
+    store: Store,
+    sweep_id: str,
+    task: TaskSpec,
+    task_file: Path,
+    trials: list[Trial],
+    backend_name: str,
+    parallel: int,
+) -> tuple[Manifest, bool]:
+    """The manifest of the sweep being resumed, or a new one; and whether it is resumed."""
+    from skysweep.manifest import MANIFEST, Manifest, read_manifest
 
-    return store.get(f"{sweep_id}/{MANIFEST}") is not None
+    if store.get(f"{sweep_id}/{MANIFEST}") is None:
+        manifest = Manifest.new(
+            sweep_id=sweep_id,
+            task=task,
+            task_file=task_file.resolve(),
+            trials=trials,
+            backend=backend_name,
+            store_url=store.url,
+            max_parallel=parallel,
+        )
+        return manifest, False
+    manifest = read_manifest(store, sweep_id)
+    known = {t.trial_id for t in manifest.trials}
+    new = [t for t in trials if t.trial_id not in known]
+    if new:
+        raise UsageError(
+            f"{task_file}: the sweep section no longer matches sweep {sweep_id} "
+            f"({len(new)} trial(s) are not in it)",
+            hint="resume with the task file the sweep was started with, or start a new "
+            "sweep without --sweep-id",
+        )
+    if manifest.backend != backend_name:
+        raise UsageError(
+            f"sweep {sweep_id} runs on the {manifest.backend} backend",
+            hint="resume it with the same backend ("
+            + ("--local" if manifest.backend == "local" else "no --local")
+            + ")",
+        )
+    return manifest, True
 
 
 def _show_plan(
