@@ -302,7 +302,7 @@ def up(
 
         views = backend.status(manifest, the_store)
         results = Collector(the_store, the_id).collect(manifest, views)
-        only = relaunchable(manifest, views, {r.trial_id: r.state for r in results})
+        only = relaunchable(manifest, {r.trial_id: r.state for r in results})
     if in_waves:
         order = {t.trial_id: t.index for t in trials}
         candidates = (

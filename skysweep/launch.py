@@ -10,17 +10,16 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from skysweep.backends import Backend, LaunchRequest
-from skysweep.collect import BackendView
 from skysweep.errors import UsageError
 from skysweep.expand import Trial
-from skysweep.manifest import JobRecord, Manifest, write_manifest
+from skysweep.manifest import Manifest, write_manifest
 from skysweep.render import Placement, RenderedTrial, render, resolve_secrets
 from skysweep.store import S3_SCHEMES, Store, join
 from skysweep.task import TaskSpec
@@ -86,7 +85,6 @@ def launch(
     max_parallel: int,
     only: set[str] | None = None,
     environ: Mapping[str, str] | None = None,
-    on_submitted: Callable[[dict[str, JobRecord]], None] | None = None,
 ) -> LaunchOutcome:
     """Submit the trials in ``only`` (default: every trial never launched)."""
     task = manifest.task_spec()
@@ -121,30 +119,18 @@ def launch(
     )
     manifest.jobs.update(records)
     write_manifest(store, manifest)
-    if on_submitted:
-        on_submitted(records)
     return LaunchOutcome(manifest, [r.trial.trial_id for r in chosen], skipped)
 
 
-def relaunchable(
-    manifest: Manifest, views: Mapping[str, BackendView], states: Mapping[str, str]
-) -> set[str]:
-    """Trials a resumed ``up`` may launch: never launched, or lost before they started."""
-    chosen: set[str] = set()
-    for record in manifest.trials:
-        state = states.get(record.trial_id, "pending")
-        view = views.get(record.trial_id)
-        if (
-            record.trial_id not in manifest.jobs
-            or state in RELAUNCHABLE
-            or (
-                view is not None
-                and view.state == "lost"
-                and state not in ("succeeded", "failed", "cancelled")
-            )
-        ):
-            chosen.add(record.trial_id)
-    return chosen
+def relaunchable(manifest: Manifest, states: Mapping[str, str]) -> set[str]:
+    """Trials a resumed ``up`` may launch: never launched, never submitted, or lost with
+    their runner before they finished. Never one that is running or done."""
+    return {
+        record.trial_id
+        for record in manifest.trials
+        if record.trial_id not in manifest.jobs
+        or states.get(record.trial_id, "pending") in RELAUNCHABLE
+    }
 
 
 def next_wave(manifest: Manifest, states: Mapping[str, str], cap: int) -> set[str]:
