@@ -132,9 +132,12 @@ class FileStore:
 
 
 def _walk(base: Path) -> Iterator[Path]:
+    """The regular files under ``base``: a job's broken links, pipes or sockets are skipped."""
     for directory, _, files in os.walk(base):
         for name in files:
-            yield Path(directory) / name
+            path = Path(directory) / name
+            if path.is_file():
+                yield path
 
 
 class S3Store:

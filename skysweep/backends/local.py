@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from skysweep.collect import BackendView
-from skysweep.errors import BackendError
+from skysweep.errors import BackendError, StoreError
 from skysweep.manifest import JobRecord, Manifest, now
 from skysweep.store import Store, join, open_store
 
@@ -119,6 +119,14 @@ class LocalBackend:
         alive = _runner_alive(manifest)
         for trial_id, job in manifest.jobs.items():
             if not job.job_id or folder is None:
+                continue
+            failed_upload = folder / "finished" / f"{trial_id}.upload-failed"
+            if failed_upload.exists():
+                views[trial_id] = BackendView(
+                    "failed",
+                    f"finished here, but its upload to the store failed: "
+                    f"{failed_upload.read_text().splitlines()[0]} (files in {folder})",
+                )
                 continue
             if (folder / "finished" / f"{trial_id}.json").exists():
                 continue  # the store tells the rest
@@ -288,6 +296,7 @@ class _Runner:
             # was archived. Stale files would otherwise be uploaded again as this attempt's.
             shutil.rmtree(out, ignore_errors=True)
             (self.folder / "finished" / f"{trial_id}.json").unlink(missing_ok=True)
+            (self.folder / "finished" / f"{trial_id}.upload-failed").unlink(missing_ok=True)
         out.mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
@@ -348,12 +357,18 @@ class _Runner:
             self._upload(trial_id)
 
     def _upload(self, trial_id: str) -> None:
+        """Copy a finished trial to the store. A failure is this trial's alone: it is logged,
+        marked, and the other trials go on."""
         out = self.folder / "trials" / trial_id
-        if out.is_dir():
-            self.store.upload_tree(out, join(self.sweep_id, "trials", trial_id))
         record = self.folder / "finished" / f"{trial_id}.json"
-        # The finished record goes last: readers take it as "everything else is there".
-        self.store.put(join(self.sweep_id, "finished", f"{trial_id}.json"), record.read_bytes())
+        try:
+            if out.is_dir():
+                self.store.upload_tree(out, join(self.sweep_id, "trials", trial_id))
+            # The finished record goes last: readers take it as "everything else is there".
+            self.store.put(join(self.sweep_id, "finished", f"{trial_id}.json"), record.read_bytes())
+        except (StoreError, OSError) as exc:
+            print(f"trial {trial_id}: upload to {self.store.url} failed: {exc}", flush=True)
+            (self.folder / "finished" / f"{trial_id}.upload-failed").write_text(str(exc))
 
     def _on_term(self, signum: int, frame: object) -> None:
         self.stopping.set()
