@@ -14,7 +14,6 @@ from rich.text import Text
 from skysweep.rank import RankedTrial, Ranking
 from skysweep.task import Scalar, parameter_text
 
-FORMATS = ("table", "json", "csv", "markdown")
 STATE_STYLES = {
     "succeeded": "green",
     "failed": "red",
@@ -24,6 +23,12 @@ STATE_STYLES = {
     "submitted": "blue",
     "pending": "dim",
 }
+
+
+def state_counts(ranking: Ranking, separator: str = ", ") -> str:
+    """How many trials are in each state, e.g. ``2 running, 7 succeeded``."""
+    counts = Counter(t.result.state for t in ranking.trials)
+    return separator.join(f"{n} {state}" for state, n in sorted(counts.items()))
 
 
 def varying_params(ranking: Ranking) -> list[str]:
@@ -147,7 +152,6 @@ def _md_cell(text: str) -> str:
 def ranking_markdown(ranking: Ranking) -> str:
     params = varying_params(ranking)
     direction = "lower is better" if ranking.lower_is_better else "higher is better"
-    counts = Counter(t.result.state for t in ranking.trials)
     lines = [f"### Sweep `{ranking.sweep_id}`", ""]
     best = ranking.best
     if best:
@@ -166,7 +170,7 @@ def ranking_markdown(ranking: Ranking) -> str:
         lines += ["**No trial has a usable result yet.**", ""]
     lines += [
         f"{len(ranking.trials)} trials: "
-        + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+        + state_counts(ranking)
         + f". Ranked by `{ranking.metric}` ({direction}).",
         "",
     ]
@@ -191,11 +195,9 @@ def render_ranking(ranking: Ranking, fmt: str, *, best_only: bool = False) -> st
         return json.dumps(ranking_json(ranking, best_only=best_only), indent=2)
     if best_only:
         best = ranking.best
-        if best is None:
-            return ranking_table(
-                Ranking(ranking.sweep_id, ranking.metric, ranking.lower_is_better, [])
-            )
-        ranking = Ranking(ranking.sweep_id, ranking.metric, ranking.lower_is_better, [best])
+        ranking = Ranking(
+            ranking.sweep_id, ranking.metric, ranking.lower_is_better, [best] if best else []
+        )
     if fmt == "csv":
         return ranking_csv(ranking)
     if fmt == "markdown":
