@@ -137,11 +137,12 @@ def render(
     from skysweep.expand import expand
     from skysweep.launch import new_sweep_id, render_sweep
     from skysweep.settings import store_for, store_url
+    from skysweep.store import S3_SCHEMES
 
     task = _load(task_file, sweep)
     trials = expand(task)
     url = store_url(store)
-    backend = "sky" if url.split("://", 1)[0] in ("s3", "r2") else "local"
+    backend = "sky" if url.split("://", 1)[0] in S3_SCHEMES else "local"
     sweep_id = new_sweep_id(task.name)
     rendered = render_sweep(
         task,
@@ -441,11 +442,10 @@ def _follow_with_progress(
     sweep_url: str,
     each_look: Callable[[Ranking], None] | None = None,
 ) -> Ranking:
-    from collections import Counter
-
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from skysweep.follow import follow
+    from skysweep.report import state_counts
 
     progress = Progress(
         TextColumn("[bold]trials"),
@@ -459,11 +459,8 @@ def _follow_with_progress(
     bar = progress.add_task("", total=len(manifest.trials))
 
     def on_look(ranking: Ranking) -> None:
-        counts = Counter(t.result.state for t in ranking.trials)
         done = sum(t.result.finished for t in ranking.trials)
-        progress.update(
-            bar, completed=done, description=" ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-        )
+        progress.update(bar, completed=done, description=state_counts(ranking, " "))
         if each_look is not None:
             each_look(ranking)
 
@@ -580,10 +577,9 @@ def wait(
     last = [""]
 
     def on_look(ranking: Ranking) -> None:
-        from collections import Counter
+        from skysweep.report import state_counts
 
-        counts = Counter(t.result.state for t in ranking.trials)
-        line = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        line = state_counts(ranking)
         if line != last[0]:
             err.print(f"{manifest.sweep_id}: {line}")
             last[0] = line

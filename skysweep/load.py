@@ -26,7 +26,6 @@ FLAT_SWEEP_KEYS = frozenset(
 )
 FLAT_RESOURCE_KEYS = frozenset(Resources.model_fields)
 FLAT_FORM_KEYS = frozenset({"command"}) | FLAT_SWEEP_KEYS | FLAT_RESOURCE_KEYS
-COMMON_KEYS = frozenset(TaskSpec.model_fields) - YAML_FORM_KEYS
 
 
 class _Yaml12Loader(yaml.SafeLoader):

@@ -127,9 +127,9 @@ def resolve_secrets(rendered: RenderedTrial, environ: dict[str, str]) -> dict[st
 
         def lookup(match: Any, env_name: str = env_name) -> str:
             name = match.group(1)
-            for candidate in (name, name.lstrip("_")):
-                if candidate in environ:
-                    return environ[candidate]
+            value = _secret_value(name, environ)
+            if value is not None:
+                return value
             raise SecretMissingError(
                 f"secret '{name}' (for env {env_name}) is not set in your environment",
                 hint=f"export {name.lstrip('_')}=... before launching; secrets are read at "
@@ -141,7 +141,15 @@ def resolve_secrets(rendered: RenderedTrial, environ: dict[str, str]) -> dict[st
 
 
 def missing_secrets(task: TaskSpec, environ: dict[str, str]) -> list[str]:
-    return [n for n in task.secret_names() if n not in environ and n.lstrip("_") not in environ]
+    return [n for n in task.secret_names() if _secret_value(n, environ) is None]
+
+
+def _secret_value(name: str, environ: dict[str, str]) -> str | None:
+    """``NAME`` from the environment, else ``NAME`` without its leading underscores."""
+    for candidate in (name, name.lstrip("_")):
+        if candidate in environ:
+            return environ[candidate]
+    return None
 
 
 def dump_spec(spec: dict[str, Any]) -> str:

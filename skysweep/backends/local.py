@@ -61,13 +61,11 @@ class LocalBackend:
             "max_parallel": request.max_parallel,
             "workdir": first.get("workdir"),
             "setup": first.get("setup"),
+            # Setup runs once for the sweep: the task's envs (secrets filled, the same for
+            # every trial) and the sweep's ids, but no trial's parameters.
             "setup_env": {
-                **{
-                    k: v
-                    for k, v in request.task.envs.items()
-                    if k not in (request.trials[0].secret_envs if request.trials else {})
-                },
-                **(next(iter(request.secrets.values()), {})),
+                **request.task.envs,
+                **next(iter(request.secrets.values()), {}),
                 "SKYSWEEP_SWEEP_ID": manifest.sweep_id,
                 "SKYSWEEP_SWEEP_DIR": str(folder),
             },

@@ -194,12 +194,21 @@ def _unreachable(exc: BaseException) -> BackendUnavailableError:
 
 
 def _is_unreachable(exc: BaseException) -> bool:
+    import requests
     from sky import exceptions
 
     # sky.api_info() raises requests' ConnectionError; other SDK calls raise SkyPilot's own.
-    return isinstance(exc, exceptions.ApiServerConnectionError | ConnectionError) or (
-        type(exc).__name__ == "ConnectionError"
+    return isinstance(
+        exc,
+        exceptions.ApiServerConnectionError | requests.exceptions.ConnectionError | ConnectionError,
     )
+
+
+def _job_ids(manifest: Manifest) -> dict[int, str]:
+    """SkyPilot job id → trial id, for the trials that have a job."""
+    return {
+        int(j.job_id): tid for tid, j in manifest.jobs.items() if j.job_id and j.job_id.isdigit()
+    }
 
 
 def preflight(rendered: Sequence[RenderedTrial]) -> list[str]:
@@ -343,11 +352,7 @@ class SkyBackend:
         sky = _sky()
         from sky import exceptions
 
-        ids = {
-            int(j.job_id): tid
-            for tid, j in manifest.jobs.items()
-            if j.job_id and j.job_id.isdigit()
-        }
+        ids = _job_ids(manifest)
         if not ids:
             return {}
         try:
@@ -380,11 +385,9 @@ class SkyBackend:
 
         views = self.status(manifest, store)
         live = sorted(
-            int(j.job_id)
-            for tid, j in manifest.jobs.items()
-            if j.job_id
-            and j.job_id.isdigit()
-            and views.get(tid, BackendView("submitted")).state in ("submitted", "running")
+            job_id
+            for job_id, tid in _job_ids(manifest).items()
+            if views.get(tid, BackendView("submitted")).state in ("submitted", "running")
         )
         if not live:
             return []
