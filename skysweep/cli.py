@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import sys
 from enum import Enum
 from pathlib import Path
@@ -19,14 +20,12 @@ import typer
 from skysweep.errors import SkysweepError, UsageError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from rich.console import Console
 
-    from skysweep.backends import Backend
-    from skysweep.expand import Trial
-    from skysweep.manifest import Manifest
+    from skysweep.controller import Controller, Look
+    from skysweep.ledger import Ledger
     from skysweep.rank import Ranking
+    from skysweep.session import Driving
     from skysweep.settings import SweepRef
     from skysweep.store import Store
     from skysweep.task import TaskSpec
@@ -133,6 +132,7 @@ def render(
     Secrets stay references (`secrets: {NAME: null}`): pass them at launch with
     `sky jobs launch --secret NAME`.
     """
+    from skysweep.backends import get_backend
     from skysweep.backends.sky import validate
     from skysweep.expand import expand
     from skysweep.launch import new_sweep_id, render_sweep
@@ -148,9 +148,9 @@ def render(
         task,
         trials,
         sweep_id=sweep_id,
-        backend_name=backend,
+        backend=get_backend(backend),
         store=store_for(store),
-        task_file=task_file,
+        task_dir=task_file.resolve().parent,
         spread=spread,
     )
     validate(rendered)
@@ -201,7 +201,8 @@ def up(
     sweep_id: Annotated[
         str | None,
         typer.Option(
-            "--sweep-id", help="Resume this sweep: launch only its trials that were never launched."
+            "--sweep-id",
+            help="Resume this sweep: launch only its trials that were never launched or were lost.",
         ),
     ] = None,
     spread: Annotated[
@@ -213,16 +214,19 @@ def up(
     sweep: SweepOverride = None,
 ) -> None:
     """Expand the sweep, launch every trial, follow them and print the ranking."""
+    from skysweep import session
     from skysweep.backends import get_backend
-    from skysweep.expand import expand
-    from skysweep.launch import default_parallelism, launch, new_sweep_id, render_sweep
+    from skysweep.expand import grid_size
+    from skysweep.launch import default_parallelism, new_sweep_id, render_sweep
+    from skysweep.ledger import SweepHeader
     from skysweep.render import missing_secrets
+    from skysweep.search.grid import GridSource
     from skysweep.settings import store_for
 
     err = _err()
     task = _load(task_file, sweep)
-    trials = expand(task)
-    backend_name = "local" if local else "sky"
+    expected = grid_size(task)
+    backend = get_backend("local" if local else "sky")
     missing = missing_secrets(task, dict(os.environ))
     if missing:
         raise UsageError(
@@ -232,56 +236,50 @@ def up(
             + " ".join(f"{m.lstrip('_')}=..." for m in missing)
             + " first; secrets are read at launch and never written to disk",
         )
-    the_store = store_for(store)
-    parallel = (
-        max_parallel
-        or (task.sweeps.max_parallel if task.sweeps else None)
-        or (default_parallelism(task, len(trials)) if local else len(trials))
-    )
-    # The local runner enforces the cap itself; on SkyPilot a watching `up` submits in waves.
-    in_waves = backend_name == "sky" and parallel < len(trials)
-    if in_waves and detach:
-        raise UsageError(
-            f"--detach cannot hold {len(trials)} SkyPilot trials to --max-parallel {parallel}: "
-            "nobody would be watching to launch the rest",
-            hint="drop --detach so `up` launches in waves, or raise --max-parallel to "
-            f"{len(trials)}",
-        )
     if sweep_id is not None and not SWEEP_ID.match(sweep_id):
         raise UsageError(
             f"--sweep-id {sweep_id!r} is not a sweep id",
             hint="use lowercase letters, digits, '.', '_' and '-', starting with a "
             "letter or digit (at most 100), e.g. the id `up` printed",
         )
-    the_id = sweep_id or new_sweep_id(task.name)
-    manifest, resumed = _open_or_start(
-        the_store, the_id, task, task_file, trials, backend_name, parallel
+    the_store = store_for(store)
+    parallel = (
+        max_parallel
+        or (task.sweeps.max_parallel if task.sweeps else None)
+        or (default_parallelism(task, expected) if local else expected)
     )
-    backend = get_backend(backend_name)
-    rendered = render_sweep(
+    # Only a local sweep keeps a controller on this machine after `up` returns; a detached
+    # SkyPilot sweep is submitted whole (a controller in the cloud is the next step).
+    if detach and not local and parallel < expected:
+        raise UsageError(
+            f"--detach cannot hold {expected} SkyPilot trials to --max-parallel {parallel}: "
+            "nobody would be watching to launch the rest",
+            hint="drop --detach so `up` launches as trials end, or raise --max-parallel to "
+            f"{expected}",
+        )
+    the_id = sweep_id or new_sweep_id(task.name)
+    task_dir = task_file.resolve().parent
+    preview = render_sweep(
         task,
-        trials,
+        list(GridSource(task).next(expected, {})),
         sweep_id=the_id,
-        backend_name=backend_name,
+        backend=backend,
         store=the_store,
-        task_file=task_file,
+        task_dir=task_dir,
         spread=spread,
     )
-
-    _show_plan(err, task, len(trials), backend_name, the_store.url, the_id, parallel, rendered)
-    if backend_name == "sky":
-        from skysweep.backends.sky import preflight
-
-        for line in preflight(rendered):
-            err.print(line)
+    _show_plan(err, task, expected, backend.name, the_store.url, the_id, parallel, preview)
+    for line in backend.plan(preview):
+        err.print(line, markup=False)
+    hints = Hints(task_file, the_store, the_id, backend.name)
     if dry_run:
         if output is Output.json:
             print(
                 json.dumps(
                     {
                         "sweep_id": the_id,
-                        "store_url": f"{the_store.url}/{the_id}",
-                        "trials": len(trials),
+                        "store_url": hints.sweep_url,
+                        "trials": expected,
                         "launched": [],
                         "dry_run": True,
                     }
@@ -292,124 +290,133 @@ def up(
     if (
         not yes
         and sys.stdin.isatty()
-        and not typer.confirm(f"Launch {len(trials)} trial(s)?", default=True, err=True)
+        and not typer.confirm(f"Launch {expected} trial(s)?", default=True, err=True)
     ):
         raise typer.Exit(1)
 
-    only = None
-    if resumed:
-        from skysweep.collect import Collector
-        from skysweep.launch import relaunchable
+    from skysweep.ledger import Ledger
 
-        views = backend.status(manifest, the_store)
-        results = Collector(the_store, the_id).collect(manifest, views)
-        only = relaunchable(manifest, {r.trial_id: r.state for r in results})
-    if in_waves:
-        order = {t.trial_id: t.index for t in trials}
-        candidates = (
-            only
-            if only is not None
-            else {t.trial_id for t in trials if t.trial_id not in manifest.jobs}
+    if sweep_id is not None and Ledger.exists(the_store, the_id):
+        if max_parallel is None:
+            parallel = Ledger.open(the_store, the_id).header.max_parallel or parallel
+        driving = session.resume(the_store, the_id, task, task_file, backend, parallel)
+    else:
+        header = SweepHeader.new(
+            sweep_id=the_id,
+            task=task,
+            task_file=task_file.resolve(),
+            backend=backend.name,
+            store_url=the_store.url,
+            max_parallel=parallel,
+            expected_trials=expected,
+            spread=spread,
         )
-        only = set(sorted(candidates, key=order.__getitem__)[:parallel])
-    outcome = launch(
-        manifest, rendered, store=the_store, backend=backend, max_parallel=parallel, only=only
-    )
-    if resumed:
+        driving = session.start(the_store, header, backend, task_dir, parallel)
+    _drive(err, driving, hints, task_dir, parallel, detach=detach, output=output)
+
+
+class Hints:
+    """Commands to paste, exactly as they will work: real paths, quoted, with --store and
+    --local when they are needed."""
+
+    def __init__(self, task_file: Path, store: Store, sweep_id: str, backend: str) -> None:
+        from skysweep.settings import store_for
+
+        self.sweep_url = f"{store.url.rstrip('/')}/{sweep_id}"
+        words = ["skysweep", "up", str(task_file), "--sweep-id", sweep_id]
+        if backend == "local":
+            words.append("--local")
+        if store_for(None).url != store.url:
+            words += ["--store", store.url]
+        self.resume = shlex.join(words)
+        self.wait = shlex.join(["skysweep", "wait", self.sweep_url])
+        self.down = shlex.join(["skysweep", "down", self.sweep_url])
+        self.results = shlex.join(["skysweep", "results", self.sweep_url])
+
+
+def _drive(
+    err: Console,
+    driving: Driving,
+    hints: Hints,
+    task_dir: Path,
+    parallel: int,
+    *,
+    detach: bool,
+    output: Output,
+    relaunching: bool = False,
+) -> None:
+    """Launch what the controller decides, then follow (or hand over) until the sweep ends."""
+    from skysweep import session
+
+    controller = driving.controller
+    ledger = driving.ledger
+    try:
+        first = controller.step()
+    except BaseException:
+        driving.lease.release()
+        raise
+    if driving.resumed and not relaunching:
         err.print(
-            f"resumed: {len(outcome.launched)} trial(s) launched now; trials launched "
+            f"resumed: {len(first.launched)} trial(s) launched now; trials launched "
             "before were left alone."
         )
-    elif in_waves:
-        err.print(f"launched the first {len(outcome.launched)}; the rest follow as trials end.")
-
-    def top_up(ranking: Ranking) -> None:
-        from skysweep.launch import next_wave
-
-        states = {t.result.trial_id: t.result.state for t in ranking.trials}
-        wave = next_wave(outcome.manifest, states, parallel)
-        if wave:
-            launch(
-                outcome.manifest,
-                rendered,
-                store=the_store,
-                backend=backend,
-                max_parallel=parallel,
-                only=wave,
-            )
-
-    sweep_url = f"{the_store.url}/{the_id}"
+    if relaunching:
+        err.print(f"relaunched {len(first.launched)} trial(s) of {ledger.sweep_id}")
     if detach:
+        if first.actions.done or controller.backend.name != "local":
+            driving.lease.release()
+        else:
+            session.detach(driving, task_dir, parallel)
         if output is Output.json:
             print(
                 json.dumps(
                     {
-                        "sweep_id": the_id,
-                        "store_url": sweep_url,
-                        "backend": backend_name,
-                        "trials": len(trials),
-                        "launched": outcome.launched,
-                        "skipped": outcome.skipped,
+                        "sweep_id": ledger.sweep_id,
+                        "store_url": hints.sweep_url,
+                        "backend": controller.backend.name,
+                        "trials": ledger.header.expected_trials or len(ledger.trials),
+                        "launched": first.launched,
+                        "skipped": driving.skipped,
                     }
                 )
             )
         else:
-            err.print(
-                f"submitted sweep [bold]{the_id}[/]; follow it with: skysweep wait {sweep_url}"
-            )
+            err.print(f"submitted sweep [bold]{ledger.sweep_id}[/]; follow it with: {hints.wait}")
         return
-    ranking = _follow_with_progress(
-        err, the_store, outcome.manifest, backend, sweep_url, top_up if in_waves else None
-    )
+    try:
+        final = _follow_with_progress(err, controller, first, driving)
+    except KeyboardInterrupt:
+        handed = False
+        if controller.backend.name == "local":
+            session.detach(driving, task_dir, parallel)
+            handed = True
+        else:
+            driving.lease.release()
+        err.print(
+            "\nstopped watching; the trials keep running"
+            + (" and a controller in the background launches the rest." if handed else ".")
+            + f"\n  watch:  {hints.wait}\n  cancel: {hints.down}"
+            + ("" if handed else f"\n  resume: {hints.resume}"),
+            markup=False,
+        )
+        raise typer.Exit(130) from None
+    driving.lease.release()
+    if final.actions.stop:
+        err.print(f"stopped: {final.actions.stop}", markup=False)
+    ranking = _ranking(ledger, final.results)
     _print_ranking(ranking, output)
     err.print(
-        f"results kept in {sweep_url}; show them again with: skysweep results {the_id}"
-        + ("" if store is None else f" --store {store}")
+        f"results kept in {hints.sweep_url}; show them again with: {hints.results}",
+        markup=False,
     )
     raise typer.Exit(0 if ranking.all_succeeded else 1)
 
 
-def _open_or_start(
-    store: Store,
-    sweep_id: str,
-    task: TaskSpec,
-    task_file: Path,
-    trials: list[Trial],
-    backend_name: str,
-    parallel: int,
-) -> tuple[Manifest, bool]:
-    """The manifest of the sweep being resumed, or a new one; and whether it is resumed."""
-    from skysweep.manifest import MANIFEST, Manifest, read_manifest
+def _ranking(ledger: Any, results: Any) -> Ranking:
+    from skysweep.rank import rank
 
-    if store.get(f"{sweep_id}/{MANIFEST}") is None:
-        manifest = Manifest.new(
-            sweep_id=sweep_id,
-            task=task,
-            task_file=task_file.resolve(),
-            trials=trials,
-            backend=backend_name,
-            store_url=store.url,
-            max_parallel=parallel,
-        )
-        return manifest, False
-    manifest = read_manifest(store, sweep_id)
-    known = {t.trial_id for t in manifest.trials}
-    new = [t for t in trials if t.trial_id not in known]
-    if new:
-        raise UsageError(
-            f"{task_file}: the sweep section no longer matches sweep {sweep_id} "
-            f"({len(new)} trial(s) are not in it)",
-            hint="resume with the task file the sweep was started with, or start a new "
-            "sweep without --sweep-id",
-        )
-    if manifest.backend != backend_name:
-        raise UsageError(
-            f"sweep {sweep_id} runs on the {manifest.backend} backend",
-            hint="resume it with the same backend ("
-            + ("--local" if manifest.backend == "local" else "no --local")
-            + ")",
-        )
-    return manifest, True
+    ordered = sorted(results.values(), key=lambda r: r.index)
+    return rank(ledger.sweep_id, ordered, ledger.header.metric, ledger.header.lower_is_better)
 
 
 def _show_plan(
@@ -422,31 +429,33 @@ def _show_plan(
     parallel: int,
     rendered: list[Any],
 ) -> None:
+    from rich.markup import escape
+
     names = list(task.sweeps.sweep_config) if task.sweeps else []
     resources = {json.dumps(r.spec.get("resources", {}), sort_keys=True) for r in rendered}
     err.print(
-        f"[bold]{task.name}[/]: {count} trial(s)"
-        + (f" over {', '.join(names)}" if names else "")
+        f"[bold]{escape(task.name)}[/]: {count} trial(s)"
+        + (f" over {escape(', '.join(names))}" if names else "")
         + f" on the {backend} backend, at most {parallel} at once"
     )
     for item in sorted(resources):
-        err.print(f"  resources: {item if item != '{}' else '(SkyPilot defaults)'}")
-    err.print(f"  sweep {sweep_id} in {store}")
+        err.print(f"  resources: {item if item != '{}' else '(SkyPilot defaults)'}", markup=False)
+    err.print(f"  sweep {sweep_id} in {store}", markup=False)
 
 
 def _follow_with_progress(
     err: Console,
-    store: Any,
-    manifest: Manifest,
-    backend: Backend,
-    sweep_url: str,
-    each_look: Callable[[Ranking], None] | None = None,
-) -> Ranking:
+    controller: Controller,
+    first: Look | None = None,
+    driving: Driving | None = None,
+) -> Look:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from skysweep.follow import follow
-    from skysweep.report import state_counts
+    from skysweep.controller import Look
+    from skysweep.report import state_counts_of
+    from skysweep.trial import TrialState
 
+    total = controller.ledger.header.expected_trials or len(controller.ledger.trials)
     progress = Progress(
         TextColumn("[bold]trials"),
         BarColumn(),
@@ -456,26 +465,34 @@ def _follow_with_progress(
         console=err,
         transient=False,
     )
-    bar = progress.add_task("", total=len(manifest.trials))
+    bar = progress.add_task("", total=total)
+    counts: dict[str, int] = {}
+    states: dict[str, str] = {}
 
-    def on_look(ranking: Ranking) -> None:
-        done = sum(t.result.finished for t in ranking.trials)
-        progress.update(bar, completed=done, description=state_counts(ranking, " "))
-        if each_look is not None:
-            each_look(ranking)
-
-    try:
-        with progress:
-            return follow(store, manifest, backend, on_look=on_look, interval=0.5)
-    except KeyboardInterrupt:
-        err.print(
-            f"\nstopped watching; the trials keep running.\n"
-            f"  watch:  skysweep wait {sweep_url}\n"
-            f"  cancel: skysweep down {sweep_url}\n"
-            f"  resume: skysweep up TASK_FILE --sweep-id {manifest.sweep_id}"
-            + (" --local" if manifest.backend == "local" else "")
+    def on_look(look: Look) -> None:
+        for trial_id in look.changed:
+            result = look.results[trial_id]
+            previous = states.get(trial_id)
+            if previous is not None:
+                counts[previous] -= 1
+            states[trial_id] = str(result.state)
+            counts[str(result.state)] = counts.get(str(result.state), 0) + 1
+        done = sum(n for state, n in counts.items() if TrialState(state).final)
+        progress.update(
+            bar,
+            total=max(total, len(look.results)),
+            completed=done,
+            description=state_counts_of(counts, " "),
         )
-        raise typer.Exit(130) from None
+
+    with progress:
+        if first is not None:
+            on_look(Look(first.results, set(first.results), first.actions, first.launched))
+            if first.actions.done or first.actions.stop:
+                return first
+        if driving is not None:
+            return driving.run_to_end(on_look=on_look)
+        return controller.run(on_look=on_look)
 
 
 def _print_ranking(ranking: Ranking, output: Output | Format, best_only: bool = False) -> None:
@@ -495,22 +512,27 @@ def _print_ranking(ranking: Ranking, output: Output | Format, best_only: bool = 
             )
 
 
-def _open(sweep: str, store: str | None) -> tuple[SweepRef, Manifest]:
-    from skysweep.manifest import read_manifest
+def _open(sweep: str, store: str | None) -> tuple[SweepRef, Ledger]:
+    from skysweep.ledger import Ledger
     from skysweep.settings import sweep_ref
 
     ref = sweep_ref(sweep, store)
-    return ref, read_manifest(ref.store, ref.sweep_id)
+    return ref, Ledger.open(ref.store, ref.sweep_id)
 
 
-def _backend_for(manifest: Manifest) -> Backend:
-    from skysweep.backends import get_backend
+def _store_only_note(exc: Exception) -> None:
+    message = exc.message if isinstance(exc, SkysweepError) else str(exc)
+    _err().print(f"note: {message}; showing what the store says", markup=False)
 
-    return get_backend(manifest.backend)
 
+def _look(ledger: Ledger) -> Ranking:
+    """One look at a sweep, as a reader: what the store and the backend say, ranked."""
+    from skysweep.session import watcher
 
-def _store_only_note(exc: SkysweepError) -> None:
-    _err().print(f"note: {exc.message}; showing what the store says", markup=False)
+    controller = watcher(ledger)
+    controller.on_unavailable = _store_only_note
+    controller.observe()
+    return _ranking(ledger, controller.results)
 
 
 @app.command()
@@ -520,18 +542,20 @@ def status(
     output: Annotated[Output, typer.Option("--output")] = Output.table,
 ) -> None:
     """Show every trial's state, merging the backend's job states with the store."""
-    from skysweep.follow import look
     from skysweep.report import ranking_json, ranking_table
 
-    ref, manifest = _open(sweep, store)
-    ranking = look(ref.store, manifest, _backend_for(manifest), on_unavailable=_store_only_note)
+    _, ledger = _open(sweep, store)
+    ranking = _look(ledger)
     if output is Output.json:
         print(json.dumps(ranking_json(ranking), indent=2))
     else:
+        header = ledger.header
+        more = (header.expected_trials or 0) - len(ranking.trials)
         _out().print(
             ranking_table(
                 ranking,
-                title=f"{manifest.sweep_id} ({manifest.backend}): {len(ranking.trials)} trials",
+                title=f"{ledger.sweep_id} ({header.backend}): {len(ranking.trials)} trials"
+                + (f", {more} more to come" if more > 0 and not ledger.stop_requested else ""),
                 jobs=True,
             )
         )
@@ -548,10 +572,8 @@ def results(
 
     Exit code 0 when every trial succeeded with the metric, 1 otherwise.
     """
-    from skysweep.follow import look
-
-    ref, manifest = _open(sweep, store)
-    ranking = look(ref.store, manifest, _backend_for(manifest), on_unavailable=_store_only_note)
+    _, ledger = _open(sweep, store)
+    ranking = _look(ledger)
     _print_ranking(ranking, format, best_only=best)
     raise typer.Exit(0 if ranking.all_succeeded else 1)
 
@@ -563,49 +585,64 @@ def wait(
     timeout: Annotated[
         float | None, typer.Option("--timeout", min=0, help="Give up after SECONDS (exit 3).")
     ] = None,
-    interval: Annotated[float, typer.Option("--interval", min=0.1)] = 5.0,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.1, help="Look at most every SECONDS.")
+    ] = 5.0,
 ) -> None:
     """Return when every trial has finished. Progress on stderr.
 
     Exit codes: 0 all trials succeeded and the best has the metric; 1 some trials failed or
     lack the metric; 3 timeout; 2 usage error.
     """
-    from skysweep.follow import follow
+    import time
 
-    ref, manifest = _open(sweep, store)
+    from skysweep.controller import Backoff
+    from skysweep.errors import WaitTimeoutError
+    from skysweep.report import state_counts
+    from skysweep.session import watcher
+
+    ref, ledger = _open(sweep, store)
     err = _err()
-    last = [""]
-
-    def on_look(ranking: Ranking) -> None:
-        from skysweep.report import state_counts
-
-        line = state_counts(ranking)
-        if line != last[0]:
-            err.print(f"{manifest.sweep_id}: {line}")
-            last[0] = line
-
+    controller = watcher(ledger)
     told: list[bool] = []
 
-    def note_once(exc: SkysweepError) -> None:
+    def note_once(exc: Exception) -> None:
         if not told:
             _store_only_note(exc)
             told.append(True)
 
-    ranking = follow(
-        ref.store,
-        manifest,
-        _backend_for(manifest),
-        timeout=timeout,
-        interval=interval,
+    controller.on_unavailable = note_once
+    last = [""]
+
+    def on_look(look: Look) -> None:
+        line = state_counts(_ranking(ledger, look.results))
+        if line != last[0]:
+            err.print(f"{ledger.sweep_id}: {line}", markup=False)
+            last[0] = line
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    final = controller.run(
         on_look=on_look,
-        reload_manifest=True,
-        on_unavailable=note_once,
+        backoff=Backoff(low=min(interval, 0.5), high=interval),
+        deadline=deadline,
     )
+    ranking = _ranking(ledger, final.results)
+    if not final.actions.done:
+        unfinished = sum(not t.result.finished for t in ranking.trials) + max(
+            0, (ledger.header.expected_trials or 0) - len(ranking.trials)
+        )
+        total = max(len(ranking.trials), ledger.header.expected_trials or 0)
+        raise WaitTimeoutError(
+            f"sweep {ledger.sweep_id}: {unfinished} of {total} trials "
+            f"still unfinished after {timeout:g} s",
+            hint=f"wait again, or see: skysweep status {ref.url}",
+        )
     best = ranking.best
     err.print(
         f"finished: best trial {best.result.trial_id} ({ranking.metric} = {best.value:.6g})"
         if best
-        else "finished: no trial has the metric"
+        else "finished: no trial has the metric",
+        markup=False,
     )
     raise typer.Exit(0 if ranking.all_succeeded else 1)
 
@@ -621,45 +658,43 @@ def list_sweeps(
     from rich.table import Table
 
     from skysweep.errors import StoreError
-    from skysweep.manifest import read_manifest
+    from skysweep.ledger import HEADER
     from skysweep.settings import store_for
 
     the_store = store_for(store)
 
-    def read(sweep_id: str) -> Manifest | None:
+    def read(sweep_id: str) -> dict[str, Any] | None:
+        data = None
         try:
-            return read_manifest(the_store, sweep_id)
-        except StoreError:
+            data = the_store.get(f"{sweep_id}/{HEADER}")
+            header = json.loads(data) if data else None
+        except (StoreError, ValueError):
             return None
+        if not isinstance(header, dict) or "sweep_id" not in header:
+            return None
+        trials = header.get("expected_trials") or len(header.get("trials", []))
+        return {
+            "sweep_id": header["sweep_id"],
+            "name": header.get("name", ""),
+            "created_at": header.get("created_at", ""),
+            "backend": header.get("backend", ""),
+            "trials": trials,
+            "store_url": f"{the_store.url}/{header['sweep_id']}",
+        }
 
     with ThreadPoolExecutor(16) as pool:
         found = [m for m in pool.map(read, the_store.children("")) if m is not None]
-    found.sort(key=lambda m: m.created_at, reverse=True)
+    found.sort(key=lambda m: str(m["created_at"]), reverse=True)
     if output is Output.json:
-        print(
-            json.dumps(
-                [
-                    {
-                        "sweep_id": m.sweep_id,
-                        "name": m.name,
-                        "created_at": m.created_at,
-                        "backend": m.backend,
-                        "trials": len(m.trials),
-                        "store_url": f"{the_store.url}/{m.sweep_id}",
-                    }
-                    for m in found
-                ],
-                indent=2,
-            )
-        )
+        print(json.dumps(found, indent=2))
         return
     table = Table(title=f"sweeps in {the_store.url}", title_justify="left")
     table.add_column("sweep", no_wrap=True)
     for column in ("name", "created", "backend", "trials"):
         table.add_column(column, no_wrap=column != "name")
     for m in found:
-        created = m.created_at.replace("T", " ")[:16]
-        table.add_row(m.sweep_id, m.name, created, m.backend, str(len(m.trials)))
+        created = str(m["created_at"]).replace("T", " ")[:16]
+        table.add_row(m["sweep_id"], m["name"], created, m["backend"], str(m["trials"]))
     _out().print(table)
 
 
@@ -673,27 +708,46 @@ def logs(
     """Stream one trial's logs."""
     from skysweep.backends import get_backend
 
-    ref, manifest = _open(sweep, store)
-    if trial not in {t.trial_id for t in manifest.trials}:
+    ref, ledger = _open(sweep, store)
+    if trial not in ledger.trials:
         raise UsageError(
-            f"sweep {manifest.sweep_id} has no trial {trial!r}",
-            hint="see the trial ids with 'skysweep status " + sweep + "'",
+            f"sweep {ledger.sweep_id} has no trial {trial!r}",
+            hint=f"see the trial ids with: skysweep status {ref.url}",
         )
-    for chunk in get_backend(manifest.backend).logs(manifest, ref.store, trial, follow):
+    attempt = ledger.latest(trial)
+    backend = get_backend(ledger.header.backend)
+    for chunk in backend.logs(
+        ref.store, ledger.sweep_id, trial, attempt.job if attempt else None, follow
+    ):
         sys.stdout.write(chunk)
         sys.stdout.flush()
 
 
 @app.command()
 def down(sweep: SweepArg, store: StoreOpt = None) -> None:
-    """Cancel every job of this sweep, and nothing else. Safe to run twice."""
-    from skysweep.backends import get_backend
+    """Stop the sweep: its controller launches nothing more, and every job of this sweep that
+    runs is cancelled, and nothing else. Safe to run twice."""
+    import time
 
-    ref, manifest = _open(sweep, store)
-    cancelled = get_backend(manifest.backend).cancel(manifest, ref.store)
+    from skysweep import lease
+    from skysweep.session import watcher, who
+
+    ref, ledger = _open(sweep, store)
+    if not ledger.legacy:
+        ledger.ask_stop(by=who())
+        # A controller that drives the sweep sees the request at its next look and stops.
+        deadline = time.monotonic() + 15
+        while lease.current(ref.store, ledger.sweep_id) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        ledger.refresh()
+    controller = watcher(ledger)
+    controller.observe()
+    live = [t for t, r in controller.results.items() if r.state.in_flight]
+    cancelled = controller.cancel(live) if live else []
     _err().print(
-        f"sweep {manifest.sweep_id}: cancelled {len(cancelled)} job(s)"
-        + (f" ({', '.join(cancelled)})" if cancelled else "; nothing was running")
+        f"sweep {ledger.sweep_id}: cancelled {len(cancelled)} job(s)"
+        + (f" ({', '.join(cancelled)})" if cancelled else "; nothing was running"),
+        markup=False,
     )
 
 
@@ -703,68 +757,74 @@ def retry(
     task_file: Annotated[
         Path | None,
         typer.Option(
-            "--task-file", help="Where the task file is now (default: where it was at `up`)."
+            "--task-file",
+            help="Where the task file is now (default: where it was at `up`). It must run "
+            "what the sweep ran: to run an edited command, start a new sweep.",
         ),
     ] = None,
     store: StoreOpt = None,
     detach: Annotated[bool, typer.Option("--detach")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y")] = False,
 ) -> None:
-    """Relaunch the failed trials of a sweep (never one that is running or done)."""
+    """Relaunch the failed, cancelled and lost trials of a sweep (never one that is running
+    or done). Works while the sweep runs: its controller relaunches them."""
+    from skysweep import session
     from skysweep.backends import get_backend
-    from skysweep.follow import look
-    from skysweep.launch import archive_attempt, launch, render_sweep
-    from skysweep.manifest import write_manifest
+    from skysweep.trial import RETRYABLE_STATES
 
     err = _err()
-    ref, manifest = _open(sweep, store)
-    backend = get_backend(manifest.backend)
-    ranking = look(ref.store, manifest, backend)
-    failed = {
-        t.result.trial_id
-        for t in ranking.trials
-        if t.result.state in ("failed", "submit_failed", "cancelled", "lost")
-    }
+    ref, ledger = _open(sweep, store)
+    ledger.require_writable()
+    header = ledger.header
+    path = task_file or Path(header.task_file)
+    if task_file is not None:
+        given = _load(task_file, None)
+        differs = session.task_differences(header.task_spec(), given)
+        if differs:
+            raise UsageError(
+                f"{task_file}: differs from the task sweep {ledger.sweep_id} ran "
+                f"({', '.join(differs)}); retry reruns the sweep's own trials unchanged",
+                hint=f"to run the edited task, start a new sweep: "
+                f"{shlex.join(['skysweep', 'up', str(task_file)])}",
+            )
+    backend = get_backend(header.backend)
+    controller = session.watcher(ledger, backend)
+    controller.observe()
+    failed = sorted(t for t, r in controller.results.items() if r.state in RETRYABLE_STATES)
     if not failed:
-        err.print(f"sweep {manifest.sweep_id}: no failed trial to retry.")
+        err.print(f"sweep {ledger.sweep_id}: no failed trial to retry.")
         return
-    task = manifest.task_spec()
-    path = task_file or Path(manifest.task_file)
     if (
         not yes
         and sys.stdin.isatty()
         and not typer.confirm(f"Relaunch {len(failed)} failed trial(s)?", default=True, err=True)
     ):
         raise typer.Exit(1)
-    for trial_id in sorted(failed):
-        job = manifest.jobs.get(trial_id)
-        archive_attempt(ref.store, manifest.sweep_id, trial_id, job.attempts if job else 0)
-    rendered = render_sweep(
-        task,
-        manifest.trial_objects(),
-        sweep_id=manifest.sweep_id,
-        backend_name=manifest.backend,
-        store=ref.store,
-        task_file=path,
+    ledger.ask_retry(failed, by=session.who())
+    parallel = header.max_parallel or len(failed)
+    hints = Hints(path, ref.store, ledger.sweep_id, header.backend)
+    driving = session.drive_retry(ledger, backend, path.resolve().parent, parallel)
+    if driving is None:
+        err.print(
+            f"asked the controller of {ledger.sweep_id} to relaunch {len(failed)} trial(s)",
+            markup=False,
+        )
+        if detach:
+            return
+        final = _follow_with_progress(err, session.watcher(ledger, backend))
+        ranking = _ranking(ledger, final.results)
+        _print_ranking(ranking, Output.table)
+        raise typer.Exit(0 if ranking.all_succeeded else 1)
+    _drive(
+        err,
+        driving,
+        hints,
+        path.resolve().parent,
+        parallel,
+        detach=detach,
+        output=Output.table,
+        relaunching=True,
     )
-    previous = {tid: manifest.jobs[tid].attempts for tid in failed if tid in manifest.jobs}
-    outcome = launch(
-        manifest,
-        rendered,
-        store=ref.store,
-        backend=backend,
-        max_parallel=manifest.max_parallel or 1,
-        only=failed,
-    )
-    for tid, attempts in previous.items():
-        outcome.manifest.jobs[tid].attempts = attempts + 1
-    write_manifest(ref.store, outcome.manifest)
-    err.print(f"relaunched {len(outcome.launched)} trial(s) of {manifest.sweep_id}")
-    if detach:
-        return
-    ranking = _follow_with_progress(err, ref.store, outcome.manifest, backend, ref.url)
-    _print_ranking(ranking, Output.table)
-    raise typer.Exit(0 if ranking.all_succeeded else 1)
 
 
 def main() -> None:

@@ -17,13 +17,16 @@ import json
 import math
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from skysweep.errors import StoreError
-from skysweep.manifest import Manifest
 from skysweep.store import MAX_CONNECTIONS, Store, join
 from skysweep.task import Scalar
+from skysweep.trial import Attempt, Trial, TrialState
+
+if TYPE_CHECKING:
+    from skysweep.ledger import Ledger
 
 SNAPSHOT = "collected.json"
 FETCH_WORKERS = min(32, MAX_CONNECTIONS)
@@ -31,7 +34,6 @@ FETCH_WORKERS = min(32, MAX_CONNECTIONS)
 client is CPU-bound (~3-8 ms per boto3 request), so more threads only add GIL contention:
 bench/collect.py --tune measured 1,000 trials at 50 ms latency in 11.3 s with 32 threads,
 12.8 s with 64 and 13.4 s with 128."""
-FINAL_STATES = frozenset({"succeeded", "failed", "submit_failed", "cancelled", "lost"})
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,7 @@ class TrialResult:
     trial_id: str
     index: int
     params: dict[str, Scalar]
-    state: str
-    """pending, submitted, running, succeeded, failed, submit_failed, cancelled or lost (its
-    local runner stopped before it finished)."""
+    state: TrialState
     metrics: dict[str, Any] | None = None
     problem: str | None = None
     """Why this trial has no usable result, in words for the table."""
@@ -50,10 +50,15 @@ class TrialResult:
     finished_at: str | None = None
     job_id: str | None = None
     backend_status: str | None = None
+    attempt: int = 0
+    """The run attempt this result is of (0: never launched)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", TrialState(self.state))
 
     @property
     def finished(self) -> bool:
-        return self.state in FINAL_STATES
+        return self.state.final
 
 
 @dataclass
@@ -68,7 +73,7 @@ class _Finished:
 class BackendView:
     """What a backend says about one trial's job, merged into the result."""
 
-    state: str
+    state: TrialState
     detail: str | None = None
 
 
@@ -83,8 +88,21 @@ class Collector:
     _primed: bool = False
 
     def collect(
-        self, manifest: Manifest, backend: Mapping[str, BackendView] | None = None
+        self, ledger: Ledger, backend: Mapping[str, BackendView] | None = None
     ) -> list[TrialResult]:
+        """Every trial's result, in index order: one look for a reader."""
+        self.refresh()
+        views = backend or {}
+        return [
+            self.result(trial, ledger.latest(trial.trial_id), views.get(trial.trial_id))
+            for trial in ledger.ordered()
+        ]
+
+    def has_finished(self, trial_id: str) -> bool:
+        return trial_id in self._known
+
+    def refresh(self) -> set[str]:
+        """Read the finished records that are new or changed; returns their trial ids."""
         if not self._primed:
             self._prime()
         self.requests += 1
@@ -112,12 +130,7 @@ class Collector:
                     self._known[tid] = finished
         if changed or gone:
             self._save_snapshot()
-        return [
-            self._result(
-                record.trial_id, record.index, dict(record.params), manifest, backend or {}
-            )
-            for record in manifest.trials
-        ]
+        return set(changed) | set(gone)
 
     def _prime(self) -> None:
         self._primed = True
@@ -150,70 +163,65 @@ class Collector:
         metrics, problem = parse_metrics(self.store.get(join(base, "metrics.json")))
         return _Finished(etag, record, metrics, problem)
 
-    def _result(
-        self,
-        trial_id: str,
-        index: int,
-        params: dict[str, Scalar],
-        manifest: Manifest,
-        backend: Mapping[str, BackendView],
+    def result(
+        self, trial: Trial, attempt: Attempt | None, view: BackendView | None
     ) -> TrialResult:
-        job = manifest.jobs.get(trial_id)
-        job_id = job.job_id if job else None
-        view = backend.get(trial_id)
-        finished = self._known.get(trial_id)
+        """One trial's result from its finished record, its job's state and its attempt."""
+        base = TrialResult(
+            trial.trial_id,
+            trial.index,
+            trial.params,
+            TrialState.pending,
+            job_id=attempt.job.job_id if attempt and attempt.job else None,
+            attempt=attempt.number if attempt else 0,
+        )
+        finished = self._known.get(trial.trial_id)
         if finished is not None:
             record = finished.record
             exit_code = record.get("exit_code")
-            state = "succeeded" if exit_code == 0 else "failed"
+            state = TrialState.succeeded if exit_code == 0 else TrialState.failed
             problem = finished.metrics_problem
             if record.get("state") == "cancelled":
-                state, problem = "cancelled", "cancelled before it finished"
-            elif state == "failed":
+                state = TrialState.cancelled
+                problem = record.get("error") or "cancelled before it finished"
+            elif state is TrialState.failed:
                 problem = record.get("error") or f"exited with code {exit_code}"
-            return TrialResult(
-                trial_id,
-                index,
-                params,
-                state,
-                finished.metrics,
-                problem,
-                exit_code if isinstance(exit_code, int) else None,
-                record.get("started_at"),
-                record.get("finished_at"),
-                job_id,
-                view.state if view else None,
+            return replace(
+                base,
+                state=state,
+                metrics=finished.metrics,
+                problem=problem,
+                exit_code=exit_code if isinstance(exit_code, int) else None,
+                started_at=record.get("started_at"),
+                finished_at=record.get("finished_at"),
+                backend_status=view.detail if view else None,
             )
         if view is not None:
-            problem = view.detail if view.state in FINAL_STATES else None
-            if view.state == "succeeded":
+            if view.state is TrialState.succeeded:
                 # The job ended well but left no record in the store: say so rather than
                 # wait for a record that will not come.
-                return TrialResult(
-                    trial_id,
-                    index,
-                    params,
-                    "failed",
+                return replace(
+                    base,
+                    state=TrialState.failed,
                     problem=f"{view.detail or 'the backend'} says it succeeded, but it left no "
                     "record in the store (was the bucket mounted and writable?)",
-                    job_id=job_id,
                     backend_status=view.detail,
                 )
-            return TrialResult(
-                trial_id,
-                index,
-                params,
-                view.state,
-                problem=problem,
-                job_id=job_id,
+            return replace(
+                base,
+                state=view.state,
+                problem=view.detail if view.state.final else None,
                 backend_status=view.detail,
             )
-        if job is not None and job.error and not job.job_id:
-            return TrialResult(
-                trial_id, index, params, "submit_failed", problem=f"submission failed: {job.error}"
+        if attempt is None:
+            return base
+        if attempt.job is None:
+            return replace(
+                base,
+                state=TrialState.submit_failed,
+                problem=f"submission failed: {attempt.error or 'no job id'}",
             )
-        state = "submitted" if job_id else "pending"
-        return TrialResult(trial_id, index, params, state, job_id=job_id)
+        return replace(base, state=TrialState.submitted)
 
 
 def parse_metrics(data: bytes | None) -> tuple[dict[str, Any] | None, str | None]:

@@ -1,25 +1,18 @@
-"""Stage 2, expand: a task's sweep becomes the list of trials to run. Pure: no I/O."""
+"""Stage 2, expand: a task's grid becomes trials, lazily, in file order. Pure: no I/O."""
 
 from __future__ import annotations
 
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass, field
+import math
+from collections.abc import Iterator
 from typing import Any
 
 from skysweep.task import RESOURCE_SWEEP_PREFIX, Scalar, TaskSpec
+from skysweep.trial import Trial
 
-
-@dataclass(frozen=True)
-class Trial:
-    """One combination: the base parameters overlaid with one point of the search space."""
-
-    index: int
-    trial_id: str
-    params: dict[str, Scalar]
-    resources: dict[str, Any] = field(default_factory=dict)
-    """Resource keys swept like parameters (``resources.accelerators``), for this trial."""
+__all__ = ["Trial", "expand", "grid_points", "grid_size", "trial_id_for"]
 
 
 def trial_id_for(params: dict[str, Scalar], resources: dict[str, Any]) -> str:
@@ -37,14 +30,18 @@ def trial_id_for(params: dict[str, Scalar], resources: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
-def expand(task: TaskSpec) -> list[Trial]:
+def _config(task: TaskSpec) -> dict[str, list[Scalar]]:
+    return dict(task.sweeps.sweep_config) if task.sweeps else {}
+
+
+def grid_points(task: TaskSpec) -> Iterator[Trial]:
     """The Cartesian product of ``sweep_config`` over the base parameters, in file order.
 
     A task with no sweep, ``run_sweeps: false`` or an empty ``sweep_config`` is one trial.
+    A value listed twice is one trial, not two.
     """
-    config = task.sweeps.sweep_config if task.sweeps else {}
+    config = _config(task)
     names = list(config)
-    trials: list[Trial] = []
     seen: set[str] = set()
     for point in itertools.product(*(config[name] for name in names)):
         params: dict[str, Scalar] = dict(task.parameters)
@@ -55,8 +52,18 @@ def expand(task: TaskSpec) -> list[Trial]:
             else:
                 params[name] = value
         trial_id = trial_id_for(params, resources)
-        if trial_id in seen:  # a value listed twice is one trial, not two
+        if trial_id in seen:
             continue
         seen.add(trial_id)
-        trials.append(Trial(len(trials), trial_id, params, resources))
-    return trials
+        yield Trial(len(seen) - 1, trial_id, params, resources)
+
+
+def grid_size(task: TaskSpec) -> int:
+    """How many trials :func:`grid_points` yields, without hashing every point."""
+    return math.prod(
+        len({json.dumps(v, sort_keys=True) for v in values}) for values in _config(task).values()
+    )
+
+
+def expand(task: TaskSpec) -> list[Trial]:
+    return list(grid_points(task))

@@ -1,7 +1,9 @@
-"""Stage 4, launch: rendered trials become jobs, recorded in the sweep's manifest.
+"""Stage 4, launch: trials become jobs, each launch an attempt recorded in the ledger.
 
-The manifest is written before the first job starts and again as job ids arrive, so an
-interrupted ``up`` can be resumed: a trial is launched only if it never was.
+The controller decides which trials to launch; this module renders them, fills their
+secrets in memory, writes what a job reads from the store (``params.json``), moves a
+previous attempt's files aside, submits through the backend and records each attempt, with
+its job handle or the reason it has none.
 """
 
 from __future__ import annotations
@@ -10,21 +12,17 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from skysweep.backends import Backend, LaunchRequest
-from skysweep.errors import UsageError
-from skysweep.expand import Trial
-from skysweep.manifest import Manifest, write_manifest
-from skysweep.render import Placement, RenderedTrial, render, resolve_secrets
-from skysweep.store import S3_SCHEMES, Store, join
+from skysweep.ledger import Ledger, now
+from skysweep.render import RenderedTrial, render, resolve_secrets
+from skysweep.store import Store, join
 from skysweep.task import TaskSpec
-
-RELAUNCHABLE = frozenset({"pending", "lost", "submit_failed"})
+from skysweep.trial import Attempt, Trial
 
 
 def new_sweep_id(name: str) -> str:
@@ -33,128 +31,110 @@ def new_sweep_id(name: str) -> str:
     return f"{slug}-{stamp}-{secrets.token_hex(2)}"
 
 
-def placement_for(backend_name: str, store: Store, sweep_id: str) -> Placement:
-    if backend_name == "local":
-        from skysweep.backends.local import sweep_folder
-
-        return Placement(str(sweep_folder(store, sweep_id)[0]))
-    scheme = store.url.split("://", 1)[0]
-    if scheme not in S3_SCHEMES:
-        raise UsageError(
-            f"the sky backend needs an object store that cloud jobs can reach, not {store.url}",
-            hint="pass --store s3://BUCKET/PREFIX (or r2://...), set SKYSWEEP_STORE, or run "
-            "locally with --local",
-        )
-    return Placement.mounted(f"{store.url.rstrip('/')}/{sweep_id}")
-
-
 def render_sweep(
     task: TaskSpec,
-    trials: list[Trial],
+    trials: Sequence[Trial],
     *,
     sweep_id: str,
-    backend_name: str,
+    backend: Backend,
     store: Store,
-    task_file: Path,
+    task_dir: Path,
     spread: bool = False,
 ) -> list[RenderedTrial]:
     return render(
         task,
-        trials,
+        list(trials),
         sweep_id=sweep_id,
-        placement=placement_for(backend_name, store, sweep_id),
-        task_dir=task_file.resolve().parent,
+        placement=backend.placement(store, sweep_id),
+        task_dir=task_dir,
         spread=spread,
     )
 
 
-@dataclass(frozen=True)
-class LaunchOutcome:
-    manifest: Manifest
-    launched: list[str]
-    skipped: list[str]
-    """Trials not launched because they were launched before (resume)."""
+class Launcher:
+    """Launches trials of one sweep as new attempts."""
 
+    def __init__(
+        self,
+        ledger: Ledger,
+        backend: Backend,
+        *,
+        task_dir: Path,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.backend = backend
+        self.task = ledger.header.task_spec()
+        self.task_dir = task_dir
+        self.environ = dict(os.environ if environ is None else environ)
 
-def launch(
-    manifest: Manifest,
-    rendered: list[RenderedTrial],
-    *,
-    store: Store,
-    backend: Backend,
-    max_parallel: int,
-    only: set[str] | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> LaunchOutcome:
-    """Submit the trials in ``only`` (default: every trial never launched)."""
-    task = manifest.task_spec()
-    env = dict(os.environ if environ is None else environ)
-    if only is None:
-        only = {r.trial.trial_id for r in rendered if r.trial.trial_id not in manifest.jobs}
-    chosen = [r for r in rendered if r.trial.trial_id in only]
-    skipped = [r.trial.trial_id for r in rendered if r.trial.trial_id not in only]
-    secret_values = {r.trial.trial_id: resolve_secrets(r, env) for r in chosen}
-    write_manifest(store, manifest)
-    if not chosen:
-        return LaunchOutcome(manifest, [], skipped)
-    with ThreadPoolExecutor(min(16, len(chosen))) as pool:
-        list(
-            pool.map(
-                lambda r: store.put(
-                    join(manifest.sweep_id, "trials", r.trial.trial_id, "params.json"),
-                    json.dumps(r.trial.params, sort_keys=True).encode(),
-                ),
-                chosen,
+    def render(self, trials: Sequence[Trial]) -> list[RenderedTrial]:
+        return render_sweep(
+            self.task,
+            trials,
+            sweep_id=self.ledger.sweep_id,
+            backend=self.backend,
+            store=self.ledger.store,
+            task_dir=self.task_dir,
+            spread=self.ledger.header.spread,
+        )
+
+    def launch(self, trials: Sequence[Trial]) -> list[Attempt]:
+        if not trials:
+            return []
+        store, sweep_id = self.ledger.store, self.ledger.sweep_id
+        rendered = self.render(trials)
+        numbers: dict[str, int] = {}
+        for trial in trials:
+            previous = self.ledger.latest(trial.trial_id)
+            numbers[trial.trial_id] = previous.number + 1 if previous else 1
+            if previous is not None:
+                archive_attempt(store, sweep_id, trial.trial_id, previous.number)
+        secret_values = {r.trial.trial_id: resolve_secrets(r, self.environ) for r in rendered}
+        with ThreadPoolExecutor(min(16, len(rendered))) as pool:
+            list(
+                pool.map(
+                    lambda r: store.put(
+                        join(sweep_id, "trials", r.trial.trial_id, "params.json"),
+                        json.dumps(r.trial.params, sort_keys=True).encode(),
+                    ),
+                    rendered,
+                )
+            )
+        submissions = self.backend.submit(
+            LaunchRequest(
+                sweep_id=sweep_id,
+                store=store,
+                task=self.task,
+                trials=rendered,
+                attempts=numbers,
+                secrets=secret_values,
             )
         )
-    records = backend.submit(
-        LaunchRequest(
-            manifest=manifest,
-            store=store,
-            task=task,
-            trials=chosen,
-            secrets=secret_values,
-            max_parallel=max_parallel,
-        )
-    )
-    manifest.jobs.update(records)
-    write_manifest(store, manifest)
-    return LaunchOutcome(manifest, [r.trial.trial_id for r in chosen], skipped)
-
-
-def relaunchable(manifest: Manifest, states: Mapping[str, str]) -> set[str]:
-    """Trials a resumed ``up`` may launch: never launched, never submitted, or lost with
-    their runner before they finished. Never one that is running or done."""
-    return {
-        record.trial_id
-        for record in manifest.trials
-        if record.trial_id not in manifest.jobs
-        or states.get(record.trial_id, "pending") in RELAUNCHABLE
-    }
-
-
-def next_wave(manifest: Manifest, states: Mapping[str, str], cap: int) -> set[str]:
-    """Trials to launch now so that at most ``cap`` are in flight, in trial order."""
-    in_flight = sum(1 for tid in manifest.jobs if states.get(tid) in ("submitted", "running"))
-    room = cap - in_flight
-    if room <= 0:
-        return set()
-    waiting = [
-        r.trial_id
-        for r in sorted(manifest.trials, key=lambda r: r.index)
-        if r.trial_id not in manifest.jobs
-    ]
-    return set(waiting[:room])
+        submitted = now()
+        attempts = [
+            Attempt(
+                trial_id=trial.trial_id,
+                number=numbers[trial.trial_id],
+                submitted_at=submitted,
+                submit_tries=submissions[trial.trial_id].tries,
+                job=submissions[trial.trial_id].job,
+                error=submissions[trial.trial_id].error,
+            )
+            for trial in trials
+        ]
+        self.ledger.add_attempts(attempts)
+        return attempts
 
 
 def archive_attempt(store: Store, sweep_id: str, trial_id: str, attempt: int) -> None:
-    """Move a finished attempt's files aside so a retry starts clean; nothing is deleted
+    """Move an ended attempt's files aside so the next starts clean; nothing is deleted
     before it is copied."""
     base = join(sweep_id, "trials", trial_id)
     target = join(base, "attempts", str(attempt))
     for info in store.list(base):
         relative = info.key[len(base) + 1 :] if info.key.startswith(base + "/") else None
-        if relative is None or relative.startswith("attempts/"):
+        if relative is None or relative.startswith("attempts/") or relative == "params.json":
             continue
         data = store.get(info.key)
         if data is not None:

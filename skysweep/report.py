@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from rich.table import Table
@@ -27,8 +28,11 @@ STATE_STYLES = {
 
 def state_counts(ranking: Ranking, separator: str = ", ") -> str:
     """How many trials are in each state, e.g. ``2 running, 7 succeeded``."""
-    counts = Counter(t.result.state for t in ranking.trials)
-    return separator.join(f"{n} {state}" for state, n in sorted(counts.items()))
+    return state_counts_of(Counter(str(t.result.state) for t in ranking.trials), separator)
+
+
+def state_counts_of(counts: Mapping[str, int], separator: str = ", ") -> str:
+    return separator.join(f"{n} {state}" for state, n in sorted(counts.items()) if n)
 
 
 def varying_params(ranking: Ranking) -> list[str]:
@@ -82,7 +86,7 @@ def ranking_json(ranking: Ranking, *, best_only: bool = False) -> dict[str, Any]
         "metric": ranking.metric,
         "lower_is_better": ranking.lower_is_better,
         "best": trial_json(best) if best else None,
-        "counts": dict(Counter(t.result.state for t in ranking.trials)),
+        "counts": dict(Counter(str(t.result.state) for t in ranking.trials)),
         "trials": [trial_json(t) for t in ranking.trials],
     }
 

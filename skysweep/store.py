@@ -49,6 +49,10 @@ class Store(Protocol):
 
     def put(self, key: str, data: bytes) -> None: ...
 
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Create the object only if there is none; False when one exists. Atomic: of two
+        writers racing for one key, exactly one gets True."""
+
     def delete(self, key: str) -> None: ...
 
     def list(self, prefix: str) -> list[ObjectInfo]:
@@ -94,6 +98,24 @@ class FileStore:
             raise StoreError(
                 f"cannot write {path}: {exc}", hint="check that the store folder is writable"
             ) from exc
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        path = self.root / key
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".", delete=False) as tmp:
+                tmp.write(data)
+            try:
+                os.link(tmp.name, path)  # fails when the target exists: an exclusive create
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(tmp.name)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot write {path}: {exc}", hint="check that the store folder is writable"
+            ) from exc
+        return True
 
     def delete(self, key: str) -> None:
         (self.root / key).unlink(missing_ok=True)
@@ -202,6 +224,22 @@ class S3Store:
             self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
         except Exception as exc:
             raise self._translate(exc, key) from exc
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*"
+            )
+        except ClientError as exc:
+            # 409 ConditionalRequestConflict: another conditional write to the key is under way.
+            if _error_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                return False
+            raise self._translate(exc, key) from exc
+        except Exception as exc:
+            raise self._translate(exc, key) from exc
+        return True
 
     def delete(self, key: str) -> None:
         try:

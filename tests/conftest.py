@@ -7,6 +7,7 @@ import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -110,3 +111,37 @@ class CompletedCli:
 
     def __repr__(self) -> str:
         return f"exit {self.code}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
+
+
+def handmade_ledger(
+    store: Any, sweep_id: str, trial_ids: list[str], jobs: dict[str, str] | None = None
+) -> Any:
+    """A sweep's ledger built in memory (nothing written): trials ``{"i": index}`` and, for
+    the trials in ``jobs``, a first attempt with that job id."""
+    from skysweep.ledger import Ledger, SweepHeader
+    from skysweep.trial import Attempt, JobHandle, Trial
+
+    header = SweepHeader(
+        sweep_id=sweep_id,
+        name="handmade",
+        created_at="2025-01-01T00:00:00+00:00",
+        task_file="task.yaml",
+        task={},
+        metric="eval/loss",
+        lower_is_better=True,
+        backend="local",
+        store_url=store.url,
+    )
+    ledger = Ledger(store, header)
+    for index, trial_id in enumerate(trial_ids):
+        ledger.trials[trial_id] = Trial(index, trial_id, {"i": index})
+    for trial_id, job_id in (jobs or {}).items():
+        ledger.attempts[trial_id] = [
+            Attempt(
+                trial_id=trial_id,
+                number=1,
+                submitted_at=header.created_at,
+                job=JobHandle(backend="sky", job_id=job_id),
+            )
+        ]
+    return ledger

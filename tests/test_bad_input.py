@@ -340,6 +340,7 @@ def test_sweep_id_of_an_unknown_sweep_starts_that_sweep(
         "json",
     )
     assert done.code == 1, done  # ran; "echo hi" writes no metrics, so not all succeeded
-    manifest = json.loads((store / "chosen-id" / "sweep.json").read_text())
-    assert manifest["sweep_id"] == "chosen-id" and len(manifest["trials"]) == 2
+    header = json.loads((store / "chosen-id" / "sweep.json").read_text())
+    assert header["sweep_id"] == "chosen-id" and header["expected_trials"] == 2
+    assert len(list((store / "chosen-id" / "records").glob("*/trial.json"))) == 2
     assert sorted(p.name for p in store.iterdir()) == ["chosen-id"]

@@ -20,6 +20,7 @@ import yaml
 from conftest import COMPAT, EXAMPLES, run_cli
 from test_load import REFERENCE_JSON, REFERENCE_YAML
 
+from skysweep.backends import get_backend
 from skysweep.errors import UsageError
 from skysweep.expand import Trial, expand
 from skysweep.launch import render_sweep
@@ -108,8 +109,14 @@ def test_render_sweep_for_both_backends(sky: ModuleType, tmp_path: Path) -> None
     store = FileStore(tmp_path / "store")
     task_file = EXAMPLES / "quickstart" / "task.yaml"
     task = load(task_file)
+    task_dir = task_file.parent.resolve()
     rendered = render_sweep(
-        task, expand(task), sweep_id="qs", backend_name="local", store=store, task_file=task_file
+        task,
+        expand(task),
+        sweep_id="qs",
+        backend=get_backend("local"),
+        store=store,
+        task_dir=task_dir,
     )
     assert len(rendered) == 9
     for item in rendered:
@@ -121,7 +128,12 @@ def test_render_sweep_for_both_backends(sky: ModuleType, tmp_path: Path) -> None
         assert "file_mounts" not in item.spec
     with pytest.raises(UsageError, match="needs an object store"):
         render_sweep(
-            task, expand(task), sweep_id="qs", backend_name="sky", store=store, task_file=task_file
+            task,
+            expand(task),
+            sweep_id="qs",
+            backend=get_backend("sky"),
+            store=store,
+            task_dir=task_dir,
         )
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from conftest import handmade_ledger
+
 from skysweep.backends import LaunchRequest
 from skysweep.backends import sky as sky_backend
 from skysweep.collect import Collector
@@ -23,7 +25,6 @@ from skysweep.errors import BackendError, BackendUnavailableError
 from skysweep.expand import expand
 from skysweep.launch import new_sweep_id
 from skysweep.load import load
-from skysweep.manifest import JobRecord, Manifest
 from skysweep.render import Placement, render
 from skysweep.store import FileStore
 
@@ -103,16 +104,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]
             spread=True,  # two providers: two batches, so one can fail alone
         )
         store = FileStore(tmp_path / "store")
-        manifest = Manifest.new(
-            sweep_id=sweep_id,
-            task=task,
-            task_file=task_file,
-            trials=trials,
-            backend="sky",
-            store_url=store.url,
-            max_parallel=4,
-        )
-        return LaunchRequest(manifest, store, task, rendered, max_parallel=4), rendered
+        return LaunchRequest(sweep_id, store, task, rendered), rendered
 
     return make
 
@@ -131,10 +123,10 @@ def test_a_transient_failure_is_retried_and_recorded(setup: Callable[..., Any]) 
     )
     request, _ = setup(fake)
     records = sky_backend.SkyBackend().submit(request)
-    assert all(r.job_id for r in records.values()) and len(records) == 4
-    attempts = {r.infra: r.attempts for r in records.values()}
-    assert attempts == {"aws/us-east-1": 3, "aws/us-west-2": 1}
-    assert [n for n, _ in fake.launched].count(f"{request.manifest.sweep_id}-batch0") == 3
+    assert all(r.job for r in records.values()) and len(records) == 4
+    tries = {r.job.infra: r.tries for r in records.values() if r.job}
+    assert tries == {"aws/us-east-1": 3, "aws/us-west-2": 1}
+    assert [n for n, _ in fake.launched].count(f"{request.sweep_id}-batch0") == 3
 
 
 def test_a_failing_batch_is_recorded_and_never_stops_the_others(
@@ -147,14 +139,15 @@ def test_a_failing_batch_is_recorded_and_never_stops_the_others(
             else None
         )
     )
-    request, _ = setup(fake)
+    request, rendered = setup(fake)
+    infra_of = {r.trial.trial_id: r.spec["resources"]["infra"] for r in rendered}
     records = sky_backend.SkyBackend().submit(request)
-    failed = {t: r for t, r in records.items() if r.infra == "aws/us-east-1"}
-    fine = {t: r for t, r in records.items() if r.infra == "aws/us-west-2"}
+    failed = {t: r for t, r in records.items() if infra_of[t] == "aws/us-east-1"}
+    fine = {t: r for t, r in records.items() if infra_of[t] == "aws/us-west-2"}
     assert len(failed) == 2 and len(fine) == 2
-    assert all(r.job_id is None and r.attempts == 3 for r in failed.values())
+    assert all(r.job is None and r.tries == 3 for r in failed.values())
     assert all("ResourcesUnavailableError" in (r.error or "") for r in failed.values())
-    assert all(r.job_id and r.error is None for r in fine.values())
+    assert all(r.job and r.error is None for r in fine.values())
 
 
 def test_a_permanent_error_is_not_retried(setup: Callable[..., Any]) -> None:
@@ -163,7 +156,7 @@ def test_a_permanent_error_is_not_retried(setup: Callable[..., Any]) -> None:
     )
     request, _ = setup(fake)
     records = sky_backend.SkyBackend().submit(request)
-    assert {r.attempts for r in records.values() if r.job_id is None} == {1}
+    assert {r.tries for r in records.values() if r.job is None} == {1}
 
 
 def test_an_unreachable_server_for_every_batch_is_one_clear_error(
@@ -178,10 +171,15 @@ def test_an_unreachable_server_for_every_batch_is_one_clear_error(
 def test_status_shows_skypilots_state_and_reason(setup: Callable[..., Any]) -> None:
     fake = FakeSkyPilot(lambda name, call: None)
     request, rendered = setup(fake)
-    manifest = request.manifest
     trial_ids = [r.trial.trial_id for r in rendered]
-    for number, trial_id in enumerate(trial_ids, start=1):
-        manifest.jobs[trial_id] = JobRecord(job_id=str(number))
+    ledger = handmade_ledger(
+        request.store,
+        request.sweep_id,
+        trial_ids,
+        {t: str(number) for number, t in enumerate(trial_ids, start=1)},
+    )
+    jobs = {t: a[-1].job for t, a in ledger.attempts.items()}
+    backend = sky_backend.SkyBackend()
     status = sky.jobs.ManagedJobStatus
     fake.queue_records = [
         {"job_id": 1, "status": status.FAILED_PRECHECKS, "failure_reason": "bad mount"},
@@ -189,7 +187,7 @@ def test_status_shows_skypilots_state_and_reason(setup: Callable[..., Any]) -> N
         {"job_id": 3, "status": status.CANCELLED, "failure_reason": None},
         {"job_id": 4, "status": status.FAILED_NO_RESOURCE, "failure_reason": "no capacity"},
     ]
-    views = sky_backend.SkyBackend().status(manifest, request.store)
+    views = backend.poll(request.store, request.sweep_id, jobs)
     assert views[trial_ids[0]].state == "failed"
     assert views[trial_ids[0]].detail == "SkyPilot FAILED_PRECHECKS: bad mount"
     assert views[trial_ids[1]].state == "running"
@@ -197,15 +195,15 @@ def test_status_shows_skypilots_state_and_reason(setup: Callable[..., Any]) -> N
     assert views[trial_ids[3]].detail == "SkyPilot FAILED_NO_RESOURCE: no capacity"
 
     fake.queue_records[1] = {"job_id": 2, "status": status.SUCCEEDED, "failure_reason": None}
-    results = Collector(request.store, manifest.sweep_id).collect(
-        manifest, sky_backend.SkyBackend().status(manifest, request.store)
+    results = Collector(request.store, request.sweep_id).collect(
+        ledger, backend.poll(request.store, request.sweep_id, jobs)
     )
     lonely = next(r for r in results if r.trial_id == trial_ids[1])
     assert lonely.finished and "left no record in the store" in (lonely.problem or "")
     fake.queue_records[1] = {"job_id": 2, "status": status.RUNNING, "failure_reason": None}
 
-    cancelled = sky_backend.SkyBackend().cancel(manifest, request.store)
-    assert cancelled == ["2"] and fake.cancelled == [[2]]  # only the live job of this sweep
+    cancelled = backend.cancel(request.store, request.sweep_id, jobs)
+    assert cancelled == [trial_ids[1]] and fake.cancelled == [[2]]  # only the live job of this sweep
 
 
 def test_preflight_stops_when_no_cloud_is_enabled(setup: Callable[..., Any]) -> None:

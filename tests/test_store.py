@@ -20,11 +20,10 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from conftest import free_port
+from conftest import free_port, handmade_ledger
 
 from skysweep.collect import SNAPSHOT, Collector
 from skysweep.errors import StoreError, UsageError
-from skysweep.manifest import Manifest, TrialRecord
 from skysweep.rank import rank
 from skysweep.store import FileStore, S3Store, Store, join, open_store
 
@@ -52,23 +51,6 @@ def count_requests(store: S3Store) -> list[str]:
 
     store.client.meta.events.register("before-send.s3", on_send)
     return sent
-
-
-def manifest_for(store: Store, sweep_id: str, trial_ids: list[str]) -> Manifest:
-    return Manifest(
-        sweep_id=sweep_id,
-        name="handmade",
-        created_at="2025-01-01T00:00:00+00:00",
-        task_file="task.yaml",
-        task={},
-        metric="eval/loss",
-        lower_is_better=True,
-        backend="local",
-        store_url=store.url,
-        trials=[
-            TrialRecord(trial_id=tid, index=i, params={"i": i}) for i, tid in enumerate(trial_ids)
-        ],
-    )
 
 
 def write_trial(
@@ -411,9 +393,9 @@ def test_bad_metrics_mark_only_that_trial(store: Store) -> None:
     for trial_id, metrics in trials.items():
         write_trial(store, sweep, trial_id, metrics)
     write_trial(store, sweep, "crashed", b'{"eval/loss": 0.01}', exit_code=3, error="OOM")
-    manifest = manifest_for(store, sweep, [*trials, "crashed", "not-started"])
+    ledger = handmade_ledger(store, sweep, [*trials, "crashed", "not-started"])
 
-    ranking = rank(sweep, Collector(store, sweep).collect(manifest), "eval/loss", True)
+    ranking = rank(sweep, Collector(store, sweep).collect(ledger), "eval/loss", True)
     by_id = {t.result.trial_id: t for t in ranking.trials}
 
     assert [(t.result.trial_id, t.rank, t.value) for t in ranking.trials[:2]] == [
@@ -450,38 +432,38 @@ def test_collector_fetches_each_trial_once_then_only_lists(s3_store: S3Store) ->
     ids = [f"t{i:03d}" for i in range(n)]
     for i, tid in enumerate(ids):
         write_trial(s3_store, sweep, tid, json.dumps({"eval/loss": 1.0 + i}).encode())
-    manifest = manifest_for(s3_store, sweep, ids)
+    ledger = handmade_ledger(s3_store, sweep, ids)
     sent = count_requests(s3_store)
 
-    first = Collector(s3_store, sweep).collect(manifest)
+    first = Collector(s3_store, sweep).collect(ledger)
     # snapshot GET (none yet) + one LIST + record and metrics per trial + snapshot PUT
     assert len(sent) == 1 + 1 + 2 * n + 1, sent
     assert all(r.state == "succeeded" for r in first)
 
     sent.clear()
     collector = Collector(s3_store, sweep)  # a new machine: starts from the snapshot
-    cold = collector.collect(manifest)
+    cold = collector.collect(ledger)
     assert sorted(sent) == sorted(
         [f"GET /{s3_store.bucket}/sweeps/{sweep}/{SNAPSHOT}", f"GET /{s3_store.bucket}"]
     )
     assert cold == first
 
     sent.clear()
-    assert collector.collect(manifest) == first
+    assert collector.collect(ledger) == first
     assert sent == [f"GET /{s3_store.bucket}"]  # one LIST page, nothing else
 
     # One trial runs again: only it is fetched again, and the change shows.
     write_trial(s3_store, sweep, "t005", b'{"eval/loss": 0.01}', finished_at="2025-01-02T00:00:00Z")
     sent.clear()
-    changed = {r.trial_id: r for r in collector.collect(manifest)}
+    changed = {r.trial_id: r for r in collector.collect(ledger)}
     assert len(sent) == 1 + 2 + 1, sent
     assert changed["t005"].metrics == {"eval/loss": 0.01}
 
     # A retry archives a finished record: the trial is no longer finished, here and for a
     # new machine starting from the snapshot.
     s3_store.delete(join(sweep, "finished", "t007.json"))
-    assert {r.trial_id: r.state for r in collector.collect(manifest)}["t007"] == "pending"
-    fresh = {r.trial_id: r.state for r in Collector(s3_store, sweep).collect(manifest)}
+    assert {r.trial_id: r.state for r in collector.collect(ledger)}["t007"] == "pending"
+    fresh = {r.trial_id: r.state for r in Collector(s3_store, sweep).collect(ledger)}
     assert fresh["t007"] == "pending" and fresh["t005"] == "succeeded"
 
 
@@ -527,18 +509,18 @@ def test_repeated_look_at_1000_trials_costs_at_most_two_requests(s3_store: S3Sto
         }
     }
     s3_store.put(join(sweep, SNAPSHOT), json.dumps(snapshot).encode())
-    manifest = manifest_for(s3_store, sweep, ids)
+    ledger = handmade_ledger(s3_store, sweep, ids)
     sent = count_requests(s3_store)
 
     collector = Collector(s3_store, sweep)
-    cold = collector.collect(manifest)
+    cold = collector.collect(ledger)
     assert len(sent) == 2, sent  # the snapshot and one LIST page: no trial is fetched
     assert all(r.state == "succeeded" for r in cold)
     assert rank(sweep, cold, "eval/loss", True).trials[0].result.trial_id == "t0000"
 
     for _ in range(3):
         sent.clear()
-        again = collector.collect(manifest)
+        again = collector.collect(ledger)
         assert len(sent) <= 2 * n / 1000, sent
         assert again == cold
 
@@ -555,8 +537,8 @@ def test_a_reader_with_read_only_credentials_still_collects(tmp_path: Path) -> N
     writer = FileStore(tmp_path / "store")
     write_trial(writer, "ro", "t1", b'{"eval/loss": 0.4}')
     write_trial(writer, "ro", "t2", b'{"eval/loss": 0.3}')
-    manifest = manifest_for(writer, "ro", ["t1", "t2"])
+    ledger = handmade_ledger(writer, "ro", ["t1", "t2"])
     reader = _ReadOnlyStore(tmp_path / "store")
-    ranking = rank("ro", Collector(reader, "ro").collect(manifest), "eval/loss", True)
+    ranking = rank("ro", Collector(reader, "ro").collect(ledger), "eval/loss", True)
     assert [(t.result.trial_id, t.rank) for t in ranking.trials] == [("t2", 1), ("t1", 2)]
     assert reader.get("ro/collected.json") is None  # the cache could not be written; no harm

@@ -1,5 +1,10 @@
-"""Backends run rendered trials somewhere. One small protocol, two implementations:
-``local`` (subprocesses on this machine) and ``sky`` (SkyPilot managed jobs).
+"""Backends run rendered trials somewhere. One small protocol that works per job, two
+implementations: ``local`` (a process per trial on this machine) and ``sky`` (SkyPilot
+managed jobs).
+
+Everything works on job handles (:class:`skysweep.trial.JobHandle`), one per attempt,
+never on "the whole sweep": polling asks about these jobs, cancelling stops these jobs, so
+one trial can be stopped early and a retry never confuses two attempts.
 
 Only :mod:`skysweep.backends.sky` imports SkyPilot, and only when it is chosen.
 """
@@ -8,42 +13,69 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from skysweep.collect import BackendView
-from skysweep.manifest import JobRecord, Manifest
-from skysweep.render import RenderedTrial
+from skysweep.render import Placement, RenderedTrial
 from skysweep.store import Store
 from skysweep.task import TaskSpec
+from skysweep.trial import JobHandle
+
+if TYPE_CHECKING:
+    from skysweep.collect import BackendView
 
 
 @dataclass(frozen=True)
 class LaunchRequest:
     """Everything a backend needs to start some trials of one sweep."""
 
-    manifest: Manifest
+    sweep_id: str
     store: Store
     task: TaskSpec
     trials: Sequence[RenderedTrial]
+    attempts: Mapping[str, int] = field(default_factory=dict)
+    """Trial id → the run attempt being launched (1 unless retried)."""
     secrets: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """Trial id → secret envs, resolved from the user's environment, held in memory only."""
-    max_parallel: int = 1
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What the backend made of one trial: its job, or why there is none."""
+
+    job: JobHandle | None
+    tries: int = 1
+    error: str | None = None
 
 
 class Backend(Protocol):
     name: str
 
-    def submit(self, request: LaunchRequest) -> dict[str, JobRecord]:
-        """Start the trials; one record per trial, with a job id or the submission error."""
+    def placement(self, store: Store, sweep_id: str) -> Placement:
+        """Where a job of this backend finds the sweep's folder of the store."""
 
-    def status(self, manifest: Manifest, store: Store) -> dict[str, BackendView]:
-        """What the backend knows of each launched trial that the store does not."""
+    def plan(self, rendered: Sequence[RenderedTrial]) -> list[str]:
+        """Check that the trials can launch here, before anything is launched; lines for the
+        plan shown to the user. Raises a :class:`~skysweep.errors.UsageError` (or
+        ``BackendUnavailableError``) when they cannot."""
 
-    def cancel(self, manifest: Manifest, store: Store) -> list[str]:
-        """Stop every job of this sweep and nothing else; returns what was cancelled."""
+    def submit(self, request: LaunchRequest) -> dict[str, Submission]:
+        """Start the trials; one submission per trial, with a job or the reason it has none."""
 
-    def logs(self, manifest: Manifest, store: Store, trial_id: str, follow: bool) -> Iterator[str]:
+    def poll(
+        self, store: Store, sweep_id: str, jobs: Mapping[str, JobHandle]
+    ) -> dict[str, BackendView]:
+        """What the backend knows of these trials' jobs that the store may not say yet."""
+
+    def cancel(self, store: Store, sweep_id: str, jobs: Mapping[str, JobHandle]) -> list[str]:
+        """Stop these jobs and nothing else; returns the trial ids that were stopped."""
+
+    def logs(
+        self, store: Store, sweep_id: str, trial_id: str, job: JobHandle | None, follow: bool
+    ) -> Iterator[str]:
         """One trial's log output."""
+
+
+BACKENDS = ("local", "sky")
 
 
 def get_backend(name: str) -> Backend:

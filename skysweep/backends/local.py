@@ -1,11 +1,16 @@
-"""The local backend: every trial a subprocess on this machine.
+"""The local backend: every trial a process of its own on this machine.
 
-``submit`` hands the rendered trials to a runner process of its own session, so a sweep
-keeps running when ``up`` is interrupted or detached, exactly as managed jobs do on
-SkyPilot. The runner gets its work (secrets included) on a pipe, never through a file.
-It runs the setup once, then the trials, at most ``max_parallel`` at a time, each with the
-same environment contract and store layout as on a cloud. With an ``s3://`` store the
-trials write to a staging folder that the runner uploads as each trial ends.
+Each trial runs in a session of its own (so it outlives an interrupted ``up`` as a managed
+job outlives a laptop on SkyPilot), in a working directory of its own: a copy of the task's
+folder (or of its git repository) made once per sweep, where the task's ``setup`` has run
+once. Its handle names the host, the pid and the process's start time, so any later look on
+this machine can tell "still running" from "gone" even after the pid is reused, and cancel
+exactly that trial.
+
+With an ``s3://`` store the trial writes to a staging folder and a small companion process
+(``python -m skysweep.backends.local``, in the trial's session) uploads it when it ends, so
+results arrive even when nobody is watching. Secrets reach that process on a pipe, never a
+file.
 """
 
 from __future__ import annotations
@@ -18,22 +23,22 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from skysweep.collect import BackendView
 from skysweep.errors import BackendError, StoreError
-from skysweep.manifest import JobRecord, Manifest, now
+from skysweep.render import Placement, RenderedTrial
 from skysweep.store import Store, join, open_store
+from skysweep.trial import JobHandle, TrialState
 
-from . import LaunchRequest
+from . import LaunchRequest, Submission
 
 STAGING_ROOT = Path("~/.skysweep/staging").expanduser()
 WORK_ROOT = Path("~/.skysweep/work").expanduser()
+CANCEL_GRACE_SECONDS = 5.0
 
 
 def sweep_folder(store: Store, sweep_id: str) -> tuple[Path, bool]:
@@ -44,128 +49,251 @@ def sweep_folder(store: Store, sweep_id: str) -> tuple[Path, bool]:
     return STAGING_ROOT / sweep_id, True
 
 
+def work_folder(sweep_id: str) -> Path:
+    """Where the sweep's working directories are on this machine."""
+    return WORK_ROOT / sweep_id
+
+
 class LocalBackend:
     name = "local"
 
-    def submit(self, request: LaunchRequest) -> dict[str, JobRecord]:
-        manifest = request.manifest
-        folder, upload = sweep_folder(request.store, manifest.sweep_id)
-        folder.mkdir(parents=True, exist_ok=True)
+    def __init__(self) -> None:
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    def placement(self, store: Store, sweep_id: str) -> Placement:
+        return Placement(str(sweep_folder(store, sweep_id)[0]))
+
+    def plan(self, rendered: Sequence[RenderedTrial]) -> list[str]:
+        return []
+
+    # -- submit ----------------------------------------------------------------------------
+
+    def submit(self, request: LaunchRequest) -> dict[str, Submission]:
+        folder, upload = sweep_folder(request.store, request.sweep_id)
+        (folder / "finished").mkdir(parents=True, exist_ok=True)
         first = request.trials[0].spec if request.trials else {}
-        payload = {
-            "sweep_id": manifest.sweep_id,
-            "store_url": request.store.url,
-            "endpoint_url": getattr(request.store, "endpoint_url", None),
-            "sweep_dir": str(folder),
-            "upload": upload,
-            "max_parallel": request.max_parallel,
-            "workdir": first.get("workdir"),
-            "setup": first.get("setup"),
-            # Setup runs once for the sweep: the task's envs (secrets filled, the same for
-            # every trial) and the sweep's ids, but no trial's parameters.
-            "setup_env": {
+        skip = {folder, WORK_ROOT, STAGING_ROOT}
+        local_store = request.store.local_folder("")
+        if local_store is not None:
+            skip.add(local_store)
+        base, problem = _base_workdir(request.sweep_id, first.get("workdir"), skip)
+        if problem is None and first.get("setup"):
+            setup_env = {
                 **request.task.envs,
                 **next(iter(request.secrets.values()), {}),
-                "SKYSWEEP_SWEEP_ID": manifest.sweep_id,
+                "SKYSWEEP_SWEEP_ID": request.sweep_id,
                 "SKYSWEEP_SWEEP_DIR": str(folder),
-            },
-            "trials": [
-                {
-                    "trial_id": r.trial.trial_id,
-                    "run": r.spec["run"],
-                    "env": {**r.spec["envs"], **request.secrets.get(r.trial.trial_id, {})},
-                }
-                for r in request.trials
-            ],
-        }
-        log = open(folder / "runner.log", "ab")  # noqa: SIM115 - handed to the child
-        try:
-            runner = subprocess.Popen(
-                [sys.executable, "-m", "skysweep.backends.local"],
-                stdin=subprocess.PIPE,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-            )
-        except OSError as exc:
-            raise BackendError(f"cannot start the local runner: {exc}") from exc
-        finally:
-            log.close()
-        assert runner.stdin is not None
-        runner.stdin.write(json.dumps(payload).encode())
-        runner.stdin.close()
-        manifest.backend_state = {
-            "host": socket.gethostname(),
-            "runner_pid": runner.pid,
-            "sweep_dir": str(folder),
-        }
-        submitted = now()
-        return {
-            r.trial.trial_id: JobRecord(
-                job_id=f"local-{runner.pid}-{r.trial.index}",
-                job_name=r.job_name,
-                submitted_at=submitted,
-                attempts=1,
-            )
-            for r in request.trials
-        }
+            }
+            problem = _setup(base, first["setup"], setup_env, folder, request.store, upload)
+        out: dict[str, Submission] = {}
+        for item in request.trials:
+            trial_id = item.trial.trial_id
+            if problem is not None:
+                out[trial_id] = Submission(None, 1, problem)
+                continue
+            try:
+                out[trial_id] = Submission(
+                    self._start(request, item, base, folder, upload), 1, None
+                )
+            except (OSError, StoreError) as exc:
+                out[trial_id] = Submission(None, 1, f"cannot start the trial's process: {exc}")
+        return out
 
-    def status(self, manifest: Manifest, store: Store) -> dict[str, BackendView]:
+    def _start(
+        self,
+        request: LaunchRequest,
+        item: RenderedTrial,
+        base: Path,
+        folder: Path,
+        upload: bool,
+    ) -> JobHandle:
+        trial_id = item.trial.trial_id
+        attempt = request.attempts.get(trial_id, 1)
+        cwd = _trial_workdir(base, request.sweep_id, trial_id, attempt)
+        out = folder / "trials" / trial_id
+        if upload:
+            # The staging folder is only this machine's copy: a relaunched trial starts clean
+            # there, as it does in the store, where the previous attempt was archived.
+            shutil.rmtree(out, ignore_errors=True)
+            for suffix in (".json", ".upload-failed"):
+                (folder / "finished" / f"{trial_id}{suffix}").unlink(missing_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            **item.spec["envs"],
+            **request.secrets.get(trial_id, {}),
+            "SKYSWEEP_OUTPUT_DIR": str(out),
+            "SKYSWEEP_SWEEP_DIR": str(folder),
+        }
+        with (out / "run.log").open("wb") as log:
+            if upload:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "skysweep.backends.local"],
+                    stdin=subprocess.PIPE,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=cwd,
+                    env=os.environ.copy(),
+                    start_new_session=True,
+                )
+                assert process.stdin is not None
+                payload = {
+                    "run": item.spec["run"],
+                    "env": env,
+                    "trial_id": trial_id,
+                    "sweep_id": request.sweep_id,
+                    "sweep_dir": str(folder),
+                    "store_url": request.store.url,
+                    "endpoint_url": getattr(request.store, "endpoint_url", None),
+                }
+                process.stdin.write(json.dumps(payload).encode())
+                process.stdin.close()
+            else:
+                process = subprocess.Popen(
+                    ["bash", "-c", item.spec["run"]],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=cwd,
+                    env=env,
+                    start_new_session=True,
+                )
+        self._children[process.pid] = process
+        return JobHandle(
+            backend=self.name,
+            job_id=f"local-{process.pid}",
+            job_name=item.job_name,
+            locator={
+                "host": socket.gethostname(),
+                "pid": process.pid,
+                "start": _start_time(process.pid),
+                "sweep_dir": str(folder),
+                "workdir": str(cwd),
+                "upload": upload,
+            },
+        )
+
+    # -- poll ------------------------------------------------------------------------------
+
+    def poll(
+        self, store: Store, sweep_id: str, jobs: Mapping[str, JobHandle]
+    ) -> dict[str, BackendView]:
         views: dict[str, BackendView] = {}
-        folder = _known_folder(manifest, store)
-        alive = _runner_alive(manifest)
-        for trial_id, job in manifest.jobs.items():
-            if not job.job_id or folder is None:
-                continue
-            failed_upload = folder / "finished" / f"{trial_id}.upload-failed"
-            if failed_upload.exists():
-                views[trial_id] = BackendView(
-                    "failed",
-                    f"finished here, but its upload to the store failed: "
-                    f"{failed_upload.read_text().splitlines()[0]} (files in {folder})",
-                )
-                continue
-            if (folder / "finished" / f"{trial_id}.json").exists():
-                continue  # the store tells the rest
-            started = (folder / "trials" / trial_id / "status.json").exists()
-            if alive is False:
-                views[trial_id] = BackendView(
-                    "lost", "the local runner stopped before this trial finished"
-                )
-            elif started:
-                views[trial_id] = BackendView("running")
+        for trial_id, job in jobs.items():
+            view = self._view(store, sweep_id, trial_id, job)
+            if view is not None:
+                views[trial_id] = view
         return views
 
-    def cancel(self, manifest: Manifest, store: Store) -> list[str]:
-        pid = manifest.backend_state.get("runner_pid")
-        host = manifest.backend_state.get("host")
-        if not pid:
-            return []
-        if host != socket.gethostname():
+    def _view(
+        self, store: Store, sweep_id: str, trial_id: str, job: JobHandle
+    ) -> BackendView | None:
+        where = job.locator
+        if where.get("host") != socket.gethostname():
+            return None  # another machine's process: the store alone tells
+        if where.get("legacy"):  # skysweep 0.1: one runner process for the whole sweep
+            return (
+                BackendView(TrialState.running)
+                if _alive(where.get("pid"), None)
+                else BackendView(TrialState.lost, "the local runner stopped before it finished")
+            )
+        pid = where.get("pid")
+        child = self._children.get(pid) if isinstance(pid, int) else None
+        if child is not None and child.poll() is not None:
+            self._children.pop(child.pid, None)  # reaped: it no longer holds its pid
+        alive = _alive(pid, where.get("start"))
+        folder = Path(str(where.get("sweep_dir")))
+        failed_upload = folder / "finished" / f"{trial_id}.upload-failed"
+        if failed_upload.exists():
+            return BackendView(
+                TrialState.failed,
+                "finished here, but its upload to the store failed: "
+                f"{failed_upload.read_text().splitlines()[0]} (files in {folder})",
+            )
+        if alive:
+            return BackendView(TrialState.running)
+        record = folder / "finished" / f"{trial_id}.json"
+        if child is not None and child.returncode is not None and not record.exists():
+            # Our own child ended without its wrapper recording it (killed, or no bash).
+            _record_once(
+                record,
+                {
+                    "trial_id": trial_id,
+                    "state": "failed",
+                    "exit_code": child.returncode,
+                    "error": f"the job ended with code {child.returncode} before recording it",
+                },
+            )
+        if record.exists():
+            if (
+                where.get("upload")
+                and store.get(join(sweep_id, "finished", f"{trial_id}.json")) is None
+            ):
+                _upload(store, sweep_id, folder, trial_id)  # its uploader was stopped first
+            return None  # ended and recorded: the store tells how
+        return BackendView(
+            TrialState.lost, "its process ended without recording how (was it killed?)"
+        )
+
+    # -- cancel ----------------------------------------------------------------------------
+
+    def cancel(self, store: Store, sweep_id: str, jobs: Mapping[str, JobHandle]) -> list[str]:
+        here = socket.gethostname()
+        elsewhere = sorted({str(j.locator.get("host")) for j in jobs.values()} - {here})
+        if elsewhere:
             raise BackendError(
-                f"sweep {manifest.sweep_id} runs on host {host}",
+                f"sweep {sweep_id} has trials running on host {', '.join(elsewhere)}",
                 hint="run 'skysweep down' on that machine",
             )
-        if not _runner_alive(manifest):
-            return []
-        try:
-            os.killpg(int(pid), signal.SIGTERM)
-        except ProcessLookupError:
-            return []
-        except PermissionError as exc:
-            raise BackendError(f"cannot stop the local runner {pid}: {exc}") from exc
-        for _ in range(100):
-            if not _runner_alive(manifest):
-                break
-            time.sleep(0.1)
-        return [f"local-{pid}"]
+        stopping = {
+            trial_id: job
+            for trial_id, job in jobs.items()
+            if _alive(job.locator.get("pid"), job.locator.get("start"))
+        }
+        for job in stopping.values():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(int(job.locator["pid"]), signal.SIGTERM)
+        deadline = time.monotonic() + CANCEL_GRACE_SECONDS
+        for job in stopping.values():
+            pid, start = job.locator.get("pid"), job.locator.get("start")
+            while _alive(pid, start) and time.monotonic() < deadline:
+                self._reap(pid)
+                time.sleep(0.05)
+            if isinstance(pid, int) and _alive(pid, start):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+            self._reap(pid)
+        for trial_id, job in stopping.items():
+            folder = Path(str(job.locator.get("sweep_dir")))
+            record = {
+                "trial_id": trial_id,
+                "state": "cancelled",
+                "exit_code": None,
+                "error": "cancelled by skysweep",
+                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            _record_once(folder / "finished" / f"{trial_id}.json", record)
+            if job.locator.get("upload"):
+                _upload(store, sweep_id, folder, trial_id)
+        return sorted(stopping)
 
-    def logs(self, manifest: Manifest, store: Store, trial_id: str, follow: bool) -> Iterator[str]:
-        folder = _known_folder(manifest, store)
+    def _reap(self, pid: Any) -> None:
+        child = self._children.get(pid) if isinstance(pid, int) else None
+        if child is not None and child.poll() is not None:
+            self._children.pop(child.pid, None)
+
+    # -- logs ------------------------------------------------------------------------------
+
+    def logs(
+        self, store: Store, sweep_id: str, trial_id: str, job: JobHandle | None, follow: bool
+    ) -> Iterator[str]:
+        where = job.locator if job is not None else {}
+        folder = store.local_folder(sweep_id)
+        if folder is None and where.get("host") == socket.gethostname():
+            folder = Path(str(where.get("sweep_dir")))
         path = folder / "trials" / trial_id / "run.log" if folder else None
         if path is None or not path.exists():
-            data = store.get(join(manifest.sweep_id, "trials", trial_id, "run.log"))
+            data = store.get(join(sweep_id, "trials", trial_id, "run.log"))
             if data is None:
                 raise BackendError(
                     f"no log yet for trial {trial_id}",
@@ -173,7 +301,8 @@ class LocalBackend:
                 )
             yield data.decode(errors="replace")
             return
-        finished = (folder / "finished" / f"{trial_id}.json") if folder else None
+        assert folder is not None
+        finished = folder / "finished" / f"{trial_id}.json"
         with path.open(errors="replace") as handle:
             while True:
                 chunk = handle.read()
@@ -181,8 +310,8 @@ class LocalBackend:
                     yield chunk
                 elif (
                     not follow
-                    or (finished is not None and finished.exists())
-                    or _runner_alive(manifest) is False
+                    or finished.exists()
+                    or not _alive(where.get("pid"), where.get("start"))
                 ):
                     rest = handle.read()
                     if rest:
@@ -192,201 +321,229 @@ class LocalBackend:
                     time.sleep(0.3)
 
 
-def _known_folder(manifest: Manifest, store: Store) -> Path | None:
-    local = store.local_folder(manifest.sweep_id)
-    if local is not None:
-        return local
-    folder = manifest.backend_state.get("sweep_dir")
-    if folder and manifest.backend_state.get("host") == socket.gethostname():
-        return Path(folder)
-    return None
+# ---------------------------------------------------------------------------------------
+# Processes.
 
 
-def _runner_alive(manifest: Manifest) -> bool | None:
-    """True or False on the runner's own host; None elsewhere (we cannot tell)."""
-    pid = manifest.backend_state.get("runner_pid")
-    if not pid or manifest.backend_state.get("host") != socket.gethostname():
-        return None
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot, from /proc (Linux); None elsewhere."""
     try:
-        os.kill(int(pid), 0)
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(") ", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid: Any, start: Any) -> bool:
+    """Whether the process is running and is the one that was started (pids are reused)."""
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    try:  # a finished child that nobody reaped is not running
-        with open(f"/proc/{int(pid)}/stat") as stat:
-            return stat.read().split(") ", 1)[1][0] != "Z"
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(") ", 1)[1].split()
     except (OSError, IndexError):
-        return True
+        return True  # no /proc here: the signal answered, that is all we can tell
+    if fields[0] == "Z":  # ended, not yet reaped by its parent
+        return False
+    return start is None or fields[19] == start
 
 
 # ---------------------------------------------------------------------------------------
-# The runner process.
+# Working directories.
 
 
-class _Runner:
-    def __init__(self, payload: dict[str, Any]) -> None:
-        self.payload = payload
-        self.sweep_id: str = payload["sweep_id"]
-        self.folder = Path(payload["sweep_dir"])
-        self.store = open_store(payload["store_url"], endpoint_url=payload.get("endpoint_url"))
-        self.upload: bool = payload["upload"]
-        self.children: dict[str, subprocess.Popen[bytes]] = {}
-        self.done: set[str] = set()
-        self.stopping = threading.Event()
-        self.lock = threading.Lock()
+def _base_workdir(sweep_id: str, workdir: Any, skip: set[Path]) -> tuple[Path, str | None]:
+    """The sweep's working directory on this machine, made once: a copy of the task's folder
+    or a clone of its repository."""
+    base = work_folder(sweep_id) / "base"
+    ready = base / ".skysweep-ready"
+    if ready.exists():
+        return base, None
+    shutil.rmtree(base, ignore_errors=True)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(workdir, dict):
+        command = ["git", "clone", "--depth", "1", str(workdir["url"]), str(base)]
+        if workdir.get("ref"):
+            command[4:4] = ["--branch", str(workdir["ref"])]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            return base, f"git clone of {workdir['url']} failed: {done.stderr.strip()}"
+    else:
+        source = Path(workdir or os.getcwd())
+        try:
+            copy_workdir(source, base, skip={p.resolve() for p in skip})
+        except OSError as exc:
+            return base, f"cannot copy the working directory {source}: {exc}"
+    ready.write_text("")
+    return base, None
 
-    def run(self) -> int:
-        signal.signal(signal.SIGTERM, self._on_term)
-        signal.signal(signal.SIGINT, self._on_term)
-        trials: list[dict[str, Any]] = self.payload["trials"]
-        cwd, problem = self._workdir()
-        if problem is None and self.payload.get("setup"):
-            problem = self._setup(cwd)
-        if problem is not None:
-            for trial in trials:
-                self._finish(trial["trial_id"], "failed", 1, problem)
-            return 1
-        with ThreadPoolExecutor(max(1, int(self.payload["max_parallel"]))) as pool:
-            list(pool.map(lambda t: self._trial(t, cwd), trials))
-        return 0
 
-    def _workdir(self) -> tuple[Path, str | None]:
-        workdir = self.payload.get("workdir")
-        if isinstance(workdir, dict):
-            target = WORK_ROOT / self.sweep_id
-            if (target / ".git").exists():
-                return target, None
-            command = ["git", "clone", "--depth", "1", workdir["url"], str(target)]
-            if workdir.get("ref"):
-                command[4:4] = ["--branch", workdir["ref"]]
-            done = subprocess.run(command, capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                return target, f"git clone of {workdir['url']} failed: {done.stderr.strip()}"
-            return target, None
-        return Path(workdir or os.getcwd()), None
+def copy_workdir(source: Path, target: Path, *, skip: set[Path] = frozenset()) -> None:  # type: ignore[assignment]
+    """Copy what SkyPilot would upload as the workdir: everything but what ``.skyignore``
+    (or, without one, git) ignores. Folders in ``skip`` (the store, skysweep's own) stay out."""
+    files = _workdir_files(source)
+    target.mkdir(parents=True, exist_ok=True)
+    for relative in files:
+        path = source / relative
+        if any(parent in skip for parent in (path, *path.parents)) or not path.is_file():
+            continue
+        destination = target / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, destination, follow_symlinks=False)
 
-    def _setup(self, cwd: Path) -> str | None:
-        env = {**os.environ, **self.payload["setup_env"]}
-        with (self.folder / "setup.log").open("wb") as log:
+
+def _workdir_files(source: Path) -> list[str]:
+    skyignore = source / ".skyignore"
+    if not skyignore.exists():
+        listed = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(source),
+                "ls-files",
+                "-z",
+                "--cached",
+                "--others",
+                "--exclude-standard",
+            ],
+            capture_output=True,
+            check=False,
+        )
+        if listed.returncode == 0:
+            return [p for p in listed.stdout.decode(errors="surrogateescape").split("\0") if p]
+    import fnmatch
+
+    patterns = []
+    if skyignore.exists():
+        patterns = [
+            line.strip().strip("/")
+            for line in skyignore.read_text().splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
+    files: list[str] = []
+    for directory, dirs, names in os.walk(source):
+        relative_dir = Path(directory).relative_to(source)
+        dirs[:] = [
+            d
+            for d in dirs
+            if d not in (".git", ".skysweep")
+            and not any(
+                fnmatch.fnmatch(str(relative_dir / d), p) or fnmatch.fnmatch(d, p) for p in patterns
+            )
+        ]
+        for name in names:
+            relative = str(relative_dir / name)
+            if not any(fnmatch.fnmatch(relative, p) or fnmatch.fnmatch(name, p) for p in patterns):
+                files.append(relative)
+    return files
+
+
+def _trial_workdir(base: Path, sweep_id: str, trial_id: str, attempt: int) -> Path:
+    """A fresh copy of the sweep's working directory for one attempt of one trial."""
+    target = work_folder(sweep_id) / "trials" / trial_id
+    if target.exists():  # an earlier attempt's: keep it beside, never delete what it wrote
+        target.rename(target.with_name(f"{trial_id}.attempt-{attempt - 1}-{time.time_ns()}"))
+    shutil.copytree(base, target, symlinks=True, ignore=shutil.ignore_patterns(".skysweep-*"))
+    return target
+
+
+def _setup(
+    base: Path, setup: str, env: dict[str, str], folder: Path, store: Store, upload: bool
+) -> str | None:
+    """Run the task's setup once per sweep on this machine, in the sweep's working directory."""
+    done = base / ".skysweep-setup"
+    if done.exists():
+        code = int(done.read_text() or 0)
+    else:
+        with (folder / "setup.log").open("wb") as log:
             code = subprocess.run(
-                ["bash", "-c", self.payload["setup"]],
-                cwd=cwd,
-                env=env,
+                ["bash", "-c", setup],
+                cwd=base,
+                env={**os.environ, **env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 check=False,
             ).returncode
-        if self.upload:
-            self.store.put(
-                join(self.sweep_id, "setup.log"), (self.folder / "setup.log").read_bytes()
-            )
-        return None if code == 0 else f"setup failed with exit code {code} (see setup.log)"
-
-    def _trial(self, trial: dict[str, Any], cwd: Path) -> None:
-        trial_id = trial["trial_id"]
-        if self.stopping.is_set():
-            return
-        out = self.folder / "trials" / trial_id
-        if self.upload:
-            # The staging folder is only this machine's copy: a relaunched trial (retry,
-            # resume) starts clean there, as it does in the store, where the previous attempt
-            # was archived. Stale files would otherwise be uploaded again as this attempt's.
-            shutil.rmtree(out, ignore_errors=True)
-            (self.folder / "finished" / f"{trial_id}.json").unlink(missing_ok=True)
-            (self.folder / "finished" / f"{trial_id}.upload-failed").unlink(missing_ok=True)
-        out.mkdir(parents=True, exist_ok=True)
-        env = {
-            **os.environ,
-            **trial["env"],
-            "SKYSWEEP_OUTPUT_DIR": str(out),
-            "SKYSWEEP_SWEEP_DIR": str(self.folder),
-        }
-        if self.upload:
-            self.store.put(
-                join(self.sweep_id, "trials", trial_id, "status.json"),
-                json.dumps(
-                    {"trial_id": trial_id, "state": "running", "started_at": now()}
-                ).encode(),
-            )
-        with (out / "run.log").open("wb") as log:
-            with self.lock:
-                if self.stopping.is_set():
-                    return
-                child = subprocess.Popen(
-                    ["bash", "-c", trial["run"]],
-                    cwd=cwd,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
+        done.write_text(str(code))
+        if upload:
+            with contextlib.suppress(StoreError):
+                store.put(
+                    join(env["SKYSWEEP_SWEEP_ID"], "setup.log"), (folder / "setup.log").read_bytes()
                 )
-                self.children[trial_id] = child
-            child.wait()
-        with self.lock:
-            self.children.pop(trial_id, None)
-            if self.stopping.is_set() and child.returncode < 0:
-                return  # recorded as cancelled by the stop handler
-            self.done.add(trial_id)
-        if not (self.folder / "finished" / f"{trial_id}.json").exists():
-            # The wrapper did not get to write its record (killed, or bash missing).
-            self._finish(
-                trial_id,
-                "failed",
-                child.returncode,
-                f"the job ended with code {child.returncode} before recording it",
-            )
-        elif self.upload:
-            self._upload(trial_id)
+    return None if code == 0 else f"setup failed with exit code {code} (see setup.log)"
 
-    def _finish(self, trial_id: str, state: str, code: int | None, error: str | None) -> None:
-        record = {
-            "trial_id": trial_id,
-            "state": state,
-            "exit_code": code,
-            "error": error,
-            "finished_at": now(),
-        }
-        data = json.dumps(record).encode()
-        folder = self.folder / "finished"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{trial_id}.json").write_bytes(data)
-        if self.upload:
-            self._upload(trial_id)
 
-    def _upload(self, trial_id: str) -> None:
-        """Copy a finished trial to the store. A failure is this trial's alone: it is logged,
-        marked, and the other trials go on."""
-        out = self.folder / "trials" / trial_id
-        record = self.folder / "finished" / f"{trial_id}.json"
-        try:
-            if out.is_dir():
-                self.store.upload_tree(out, join(self.sweep_id, "trials", trial_id))
-            # The finished record goes last: readers take it as "everything else is there".
-            self.store.put(join(self.sweep_id, "finished", f"{trial_id}.json"), record.read_bytes())
-        except (StoreError, OSError) as exc:
-            print(f"trial {trial_id}: upload to {self.store.url} failed: {exc}", flush=True)
-            (self.folder / "finished" / f"{trial_id}.upload-failed").write_text(str(exc))
+# ---------------------------------------------------------------------------------------
+# Records and uploads.
 
-    def _on_term(self, signum: int, frame: object) -> None:
-        self.stopping.set()
-        with self.lock:
-            running = dict(self.children)
-        for child in running.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.pid, signal.SIGTERM)
-        for child in running.values():
-            child.wait()
-        for trial in self.payload["trials"]:
-            if trial["trial_id"] not in self.done:
-                self._finish(trial["trial_id"], "cancelled", None, "cancelled by skysweep down")
-        os._exit(130)
+
+def _record_once(path: Path, record: dict[str, Any]) -> bool:
+    """Write a finished record unless the trial already wrote one (it ended first)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(record))
+    try:
+        os.link(temporary, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _upload(store: Store, sweep_id: str, folder: Path, trial_id: str) -> None:
+    """Copy a finished trial to the store. A failure is this trial's alone: it is marked,
+    and the other trials go on."""
+    out = folder / "trials" / trial_id
+    record = folder / "finished" / f"{trial_id}.json"
+    try:
+        if out.is_dir():
+            store.upload_tree(out, join(sweep_id, "trials", trial_id))
+        # The finished record goes last: readers take it as "everything else is there".
+        store.put(join(sweep_id, "finished", f"{trial_id}.json"), record.read_bytes())
+    except (StoreError, OSError) as exc:
+        print(f"trial {trial_id}: upload to {store.url} failed: {exc}", flush=True)
+        (folder / "finished" / f"{trial_id}.upload-failed").write_text(str(exc))
+
+
+def _run_and_upload(payload: dict[str, Any]) -> int:
+    """The companion of one trial with an ``s3://`` store: run it, then upload its files."""
+    folder = Path(payload["sweep_dir"])
+    trial_id = payload["trial_id"]
+    store = open_store(payload["store_url"], endpoint_url=payload.get("endpoint_url"))
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    with contextlib.suppress(StoreError):  # a courtesy for readers elsewhere: it has started
+        store.put(
+            join(payload["sweep_id"], "trials", trial_id, "status.json"),
+            json.dumps({"trial_id": trial_id, "state": "running", "started_at": started}).encode(),
+        )
+    child = subprocess.Popen(["bash", "-c", payload["run"]], env=payload["env"])
+    code = child.wait()
+    record = folder / "finished" / f"{trial_id}.json"
+    if not record.exists():  # the wrapper did not get to write it (killed, or no bash)
+        _record_once(
+            record,
+            {
+                "trial_id": trial_id,
+                "state": "failed",
+                "exit_code": code,
+                "error": f"the job ended with code {code} before recording it",
+            },
+        )
+    _upload(store, payload["sweep_id"], folder, trial_id)
+    return code
 
 
 def main() -> int:
     payload = json.loads(sys.stdin.buffer.read())
     sys.stdin.close()
-    return _Runner(payload).run()
+    return _run_and_upload(payload)
 
 
 if __name__ == "__main__":

@@ -17,31 +17,31 @@ import json
 import re
 import shlex
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from skysweep.collect import BackendView
 from skysweep.errors import BackendError, BackendUnavailableError, UsageError
-from skysweep.manifest import JobRecord, Manifest, now
-from skysweep.render import RenderedTrial
-from skysweep.store import Store
+from skysweep.render import Placement, RenderedTrial
+from skysweep.store import S3_SCHEMES, Store
+from skysweep.trial import JobHandle, TrialState
 
-from . import LaunchRequest
+from . import LaunchRequest, Submission
 
 SUBMIT_ATTEMPTS = 3
 BACKOFF_SECONDS = 1.0
 TRIAL_ENVS = ("SKYSWEEP_PARAMS", "SKYSWEEP_TRIAL_ID", "SKYSWEEP_OUTPUT_DIR")
 STATE_OF = {
-    "PENDING": "submitted",
-    "SUBMITTED": "submitted",
-    "STARTING": "submitted",
-    "RUNNING": "running",
-    "RECOVERING": "running",
-    "WINDING_DOWN": "running",
-    "SUCCEEDED": "succeeded",
-    "CANCELLING": "cancelled",
-    "CANCELLED": "cancelled",
+    "PENDING": TrialState.submitted,
+    "SUBMITTED": TrialState.submitted,
+    "STARTING": TrialState.submitted,
+    "RUNNING": TrialState.running,
+    "RECOVERING": TrialState.running,
+    "WINDING_DOWN": TrialState.running,
+    "SUCCEEDED": TrialState.succeeded,
+    "CANCELLING": TrialState.cancelled,
+    "CANCELLED": TrialState.cancelled,
 }
 
 
@@ -204,11 +204,9 @@ def _is_unreachable(exc: BaseException) -> bool:
     )
 
 
-def _job_ids(manifest: Manifest) -> dict[int, str]:
+def _job_ids(jobs: Mapping[str, JobHandle]) -> dict[int, str]:
     """SkyPilot job id → trial id, for the trials that have a job."""
-    return {
-        int(j.job_id): tid for tid, j in manifest.jobs.items() if j.job_id and j.job_id.isdigit()
-    }
+    return {int(j.job_id): tid for tid, j in jobs.items() if j.job_id.isdigit()}
 
 
 def preflight(rendered: Sequence[RenderedTrial]) -> list[str]:
@@ -275,7 +273,20 @@ def _dag_of(sky: Any, task: Any) -> Any:
 class SkyBackend:
     name = "sky"
 
-    def submit(self, request: LaunchRequest) -> dict[str, JobRecord]:
+    def placement(self, store: Store, sweep_id: str) -> Placement:
+        scheme = store.url.split("://", 1)[0]
+        if scheme not in S3_SCHEMES:
+            raise UsageError(
+                f"the sky backend needs an object store that cloud jobs can reach, not {store.url}",
+                hint="pass --store s3://BUCKET/PREFIX (or r2://...), set SKYSWEEP_STORE, or run "
+                "locally with --local",
+            )
+        return Placement.mounted(f"{store.url.rstrip('/')}/{sweep_id}")
+
+    def plan(self, rendered: Sequence[RenderedTrial]) -> list[str]:
+        return preflight(rendered)
+
+    def submit(self, request: LaunchRequest) -> dict[str, Submission]:
         """Submit every batch; retry what failed in a way worth retrying, with backoff.
 
         Each round sends the requests of all the batches still to go before awaiting any, so
@@ -283,7 +294,7 @@ class SkyBackend:
         trials and never stops the others.
         """
         sky = _sky()
-        groups = batches(request.trials, request.manifest.sweep_id)
+        groups = batches(request.trials, request.sweep_id)
         tasks = [self._task(sky, batch, request) for batch in groups]
         attempts = [0] * len(groups)
         job_ids: dict[int, list[Any]] = {}
@@ -319,19 +330,22 @@ class SkyBackend:
                 break
         if errors and not job_ids and all(_is_unreachable(e) for e in errors.values()):
             raise _unreachable(next(iter(errors.values())))
-        records: dict[str, JobRecord] = {}
-        submitted = now()
+        records: dict[str, Submission] = {}
         for i, batch in enumerate(groups):
+            ids = job_ids.get(i, [])
+            error = errors.get(i)
             for rank, item in enumerate(batch.trials):
-                ids = job_ids.get(i, [])
                 job_id = ids[rank] if rank < len(ids) else None
-                error = errors.get(i)
-                records[item.trial.trial_id] = JobRecord(
-                    job_id=None if job_id is None else str(job_id),
-                    job_name=item.job_name,
-                    submitted_at=submitted,
-                    attempts=attempts[i],
-                    infra=item.spec.get("resources", {}).get("infra"),
+                records[item.trial.trial_id] = Submission(
+                    job=None
+                    if job_id is None
+                    else JobHandle(
+                        backend=self.name,
+                        job_id=str(job_id),
+                        job_name=item.job_name,
+                        infra=item.spec.get("resources", {}).get("infra"),
+                    ),
+                    tries=attempts[i],
                     error=_describe(error)
                     if error is not None
                     else None
@@ -348,13 +362,15 @@ class SkyBackend:
             spec["secrets"] = dict(secrets)  # in memory only, for this request
         return sky.Task.from_yaml_config(spec)
 
-    def status(self, manifest: Manifest, store: Store) -> dict[str, BackendView]:
+    def poll(
+        self, store: Store, sweep_id: str, jobs: Mapping[str, JobHandle]
+    ) -> dict[str, BackendView]:
+        ids = _job_ids(jobs)
+        if not ids:
+            return {}
         sky = _sky()
         from sky import exceptions
 
-        ids = _job_ids(manifest)
-        if not ids:
-            return {}
         try:
             records, *_ = sky.get(
                 sky.jobs.queue_v2(
@@ -374,36 +390,40 @@ class SkyBackend:
             raw = _field(record, "status")
             status = getattr(raw, "value", str(raw))
             reason = _field(record, "failure_reason")
-            state = STATE_OF.get(status, "failed" if status.startswith("FAILED") else "submitted")
+            state = STATE_OF.get(
+                status,
+                TrialState.failed if status.startswith("FAILED") else TrialState.submitted,
+            )
             detail = f"SkyPilot {status}" + (f": {reason}" if reason else "")
             views[ids[job_id]] = BackendView(state, detail)
         return views
 
-    def cancel(self, manifest: Manifest, store: Store) -> list[str]:
+    def cancel(self, store: Store, sweep_id: str, jobs: Mapping[str, JobHandle]) -> list[str]:
+        views = self.poll(store, sweep_id, jobs)
+        live = {
+            job_id: tid
+            for job_id, tid in _job_ids(jobs).items()
+            if views.get(tid, BackendView(TrialState.submitted)).state.in_flight
+        }
+        if not live:
+            return []
         sky = _sky()
         from sky import exceptions
 
-        views = self.status(manifest, store)
-        live = sorted(
-            job_id
-            for job_id, tid in _job_ids(manifest).items()
-            if views.get(tid, BackendView("submitted")).state in ("submitted", "running")
-        )
-        if not live:
-            return []
         try:
-            sky.get(sky.jobs.cancel(job_ids=live))
+            sky.get(sky.jobs.cancel(job_ids=sorted(live)))
         except exceptions.ApiServerConnectionError as exc:
             raise _unreachable(exc) from exc
-        return [str(j) for j in live]
+        return sorted(live.values())
 
-    def logs(self, manifest: Manifest, store: Store, trial_id: str, follow: bool) -> Iterator[str]:
-        sky = _sky()
-        job = manifest.jobs.get(trial_id)
-        if job is None or not job.job_id:
+    def logs(
+        self, store: Store, sweep_id: str, trial_id: str, job: JobHandle | None, follow: bool
+    ) -> Iterator[str]:
+        if job is None or not job.job_id.isdigit():
             raise BackendError(
                 f"trial {trial_id} has no SkyPilot job yet", hint="see 'skysweep status' for why"
             )
+        sky = _sky()
         lines = sky.jobs.tail_logs(job_id=int(job.job_id), follow=follow, preload_content=False)
         for line in lines:
             if line is not None:

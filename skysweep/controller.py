@@ -1,0 +1,276 @@
+"""The controller: the one loop that drives a sweep (DESIGN.md §7).
+
+Each look reads what changed in the store and what the backend says of the jobs in flight,
+builds a :class:`Snapshot`, asks the pure :func:`decide` what to do, and does it: ask the
+trial source for new trials, launch them or relaunch retried ones, cancel. Then it sleeps,
+backing off while nothing changes (as submitit's ``InfoWatcher`` does).
+
+The loop holds the sweep's lease (``lease.py``) while it runs, so two controllers never drive
+one sweep and no trial is ever launched twice. Everything it knows is in the store, so any
+machine can pick a sweep up where another left it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from skysweep.backends import Backend
+from skysweep.collect import BackendView, Collector, TrialResult
+from skysweep.launch import Launcher
+from skysweep.lease import Lease
+from skysweep.ledger import Ledger
+from skysweep.search import TrialSource
+from skysweep.trial import RETRYABLE_STATES, TrialState
+
+# ---------------------------------------------------------------------------------------
+# The decision step: pure.
+
+
+@dataclass(frozen=True)
+class TrialView:
+    trial_id: str
+    index: int
+    state: TrialState
+    retry_asked: bool = False
+    """A retry of its latest attempt was asked for (``skysweep retry``, resume)."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    max_parallel: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    trials: Sequence[TrialView]
+    """Every trial the sweep has, in index order."""
+    source_exhausted: bool
+    lease_held: bool = True
+    stop_requested: bool = False
+
+
+@dataclass(frozen=True)
+class Actions:
+    launch: tuple[str, ...] = ()
+    """Known trials to launch now (a new attempt each), in order."""
+    ask: int = 0
+    """How many new trials to ask the source for, and launch."""
+    cancel: tuple[str, ...] = ()
+    done: bool = False
+    """Every trial has ended and nothing is left to launch."""
+    stop: str | None = None
+    """Stop driving the sweep without it being done, and why."""
+
+
+def decide(snapshot: Snapshot, policy: Policy) -> Actions:
+    """What to do next, from what the sweep looks like now. No I/O, no clock."""
+    if not snapshot.lease_held:
+        return Actions(stop="another controller took over the sweep's lease")
+    if snapshot.stop_requested:
+        return Actions(stop="asked to stop (skysweep down)")
+    in_flight = 0
+    waiting: list[str] = []
+    for trial in snapshot.trials:
+        if trial.state.in_flight:
+            in_flight += 1
+        elif trial.state is TrialState.pending or (
+            trial.retry_asked and trial.state in RETRYABLE_STATES
+        ):
+            waiting.append(trial.trial_id)
+    room = max(0, policy.max_parallel - in_flight)
+    launch = tuple(waiting[:room])
+    room -= len(launch)
+    ask = 0 if snapshot.source_exhausted else room
+    done = in_flight == 0 and not waiting and snapshot.source_exhausted
+    return Actions(launch=launch, ask=ask, done=done)
+
+
+# ---------------------------------------------------------------------------------------
+# The loop around it.
+
+
+@dataclass
+class Backoff:
+    """Sleep little while things change, more while they do not."""
+
+    low: float = 0.2
+    high: float = 5.0
+    factor: float = 1.5
+    current: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.current = self.low
+
+    def next(self, changed: bool) -> float:
+        self.current = self.low if changed else min(self.high, self.current * self.factor)
+        return self.current
+
+
+@dataclass
+class Look:
+    """What one look found."""
+
+    results: dict[str, TrialResult]
+    changed: set[str]
+    actions: Actions
+    launched: list[str] = field(default_factory=list)
+
+
+class Controller:
+    def __init__(
+        self,
+        ledger: Ledger,
+        backend: Backend,
+        source: TrialSource | None,
+        launcher: Launcher | None,
+        *,
+        policy: Policy,
+        lease: Lease | None,
+        collector: Collector | None = None,
+        on_unavailable: Callable[[Exception], None] | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.backend = backend
+        self.source = source
+        self.launcher = launcher
+        self.policy = policy
+        self.lease = lease
+        self.collector = collector or Collector(ledger.store, ledger.sweep_id)
+        self.on_unavailable = on_unavailable
+        self.results: dict[str, TrialResult] = {}
+        self._polled_once = False
+
+    # -- observe ---------------------------------------------------------------------------
+
+    def observe(self) -> set[str]:
+        """Bring ``results`` up to date; returns the trials whose result changed."""
+        # The driver writes the trial and attempt records itself; others only ask it for
+        # retries. A watcher reads everything the driver writes.
+        touched = self.ledger.refresh(records=self.launcher is None)
+        finished_changed = self.collector.refresh()
+        # Ask the backend only about jobs that have not ended yet, by what we knew: the first
+        # look asks about every trial with a job, later ones only about those in flight.
+        asking = {
+            trial_id: attempt.job
+            for trial_id, attempts in self.ledger.attempts.items()
+            if (attempt := attempts[-1]).job is not None
+            and not self.collector.has_finished(trial_id)
+            and (
+                not self._polled_once
+                or trial_id in touched
+                or (trial_id in self.results and not self.results[trial_id].finished)
+            )
+        }
+        views: dict[str, BackendView] = {}
+        if asking:
+            try:
+                views = self.backend.poll(self.ledger.store, self.ledger.sweep_id, asking)
+            except Exception as exc:
+                from skysweep.errors import BackendUnavailableError
+
+                if not isinstance(exc, BackendUnavailableError):
+                    raise
+                if self.on_unavailable is not None:
+                    self.on_unavailable(exc)
+                asking = {}
+        self._polled_once = True
+        recompute = (
+            touched
+            | finished_changed
+            | set(asking)
+            | {t for t in self.ledger.trials if t not in self.results}
+        )
+        changed: set[str] = set()
+        for trial_id in recompute:
+            trial = self.ledger.trials.get(trial_id)
+            if trial is None:
+                continue
+            result = self.collector.result(trial, self.ledger.latest(trial_id), views.get(trial_id))
+            if self.results.get(trial_id) != result:
+                self.results[trial_id] = result
+                changed.add(trial_id)
+        return changed
+
+    def snapshot(self) -> Snapshot:
+        held = True
+        if self.lease is not None:
+            held = self.lease.renew()
+        return Snapshot(
+            trials=[
+                TrialView(
+                    t.trial_id,
+                    t.index,
+                    self.results[t.trial_id].state,
+                    self.ledger.retry_asked(t.trial_id),
+                )
+                for t in self.ledger.ordered()
+            ],
+            source_exhausted=self.source is None or self.source.exhausted,
+            lease_held=held,
+            stop_requested=self.ledger.stop_requested,
+        )
+
+    # -- act -------------------------------------------------------------------------------
+
+    def complete(self) -> bool:
+        """For a watcher: every trial the sweep has ended, and no more will come."""
+        expected = self.ledger.header.expected_trials
+        ledger = self.ledger
+        return all(
+            r.finished and not (ledger.retry_asked(t) and r.state in RETRYABLE_STATES)
+            for t, r in self.results.items()
+        ) and (ledger.stop_requested or expected is None or len(ledger.trials) >= expected)
+
+    def step(self) -> Look:
+        """One look: observe, decide, act. Without a launcher (a watcher), only observe."""
+        changed = self.observe()
+        if self.launcher is None:
+            return Look(self.results, changed, Actions(done=self.complete()))
+        actions = decide(self.snapshot(), self.policy)
+        launched: list[str] = []
+        if self.launcher is not None and (actions.launch or actions.ask):
+            fresh = (
+                self.source.next(actions.ask, self.ledger.trials)
+                if actions.ask and self.source is not None
+                else []
+            )
+            if fresh:
+                self.ledger.add_trials(fresh)
+            chosen = [self.ledger.trials[t] for t in actions.launch] + fresh
+            self.launcher.launch(chosen)
+            launched = [t.trial_id for t in chosen]
+            changed |= self.observe()
+        if self.launcher is not None and actions.cancel:
+            self.cancel(actions.cancel)
+        return Look(self.results, changed, actions, launched)
+
+    def cancel(self, trial_ids: Sequence[str]) -> list[str]:
+        handles = {
+            t: a.job for t in trial_ids if (a := self.ledger.latest(t)) is not None and a.job
+        }
+        return self.backend.cancel(self.ledger.store, self.ledger.sweep_id, handles)
+
+    def run(
+        self,
+        *,
+        on_look: Callable[[Look], None] | None = None,
+        backoff: Backoff | None = None,
+        deadline: float | None = None,
+    ) -> Look:
+        """Look until the sweep is done (or must stop, or ``deadline`` passes)."""
+        backoff = backoff or Backoff()
+        while True:
+            look = self.step()
+            if on_look is not None:
+                on_look(look)
+            if look.actions.done or look.actions.stop:
+                return look
+            pause = backoff.next(bool(look.changed or look.launched))
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return look
+                pause = min(pause, remaining)
+            time.sleep(pause)

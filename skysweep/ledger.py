@@ -1,0 +1,376 @@
+"""The sweep's records in the store (DESIGN.md §4): a header written once, then one small
+record per trial, per attempt and per retry request, so a sweep that grows one trial at a
+time never rewrites a large document.
+
+```
+<sweep>/sweep.json                         the header: task as loaded, policy, provenance
+<sweep>/records/<trial>/trial.json         one per trial: index, parameters, resources
+<sweep>/records/<trial>/attempt-<n>.json   one per launch: job handle, submit tries, error
+<sweep>/requests/<trial>-after-<n>.json    "run this trial again after attempt n" (retry)
+```
+
+A reader lists ``records/`` and ``requests/`` once and fetches only what changed since its
+last look. Sweeps written by skysweep 0.1 (one ``sweep.json`` holding everything) are read
+as they are, for ``status`` and ``results``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from skysweep import __version__
+from skysweep.errors import StoreError, SweepNotFoundError, UsageError
+from skysweep.store import MAX_CONNECTIONS, Store, join
+from skysweep.task import Scalar, TaskSpec
+from skysweep.trial import Attempt, JobHandle, Trial
+
+HEADER = "sweep.json"
+STOP = "requests/stop.json"
+FORMAT = 2
+FETCH_WORKERS = min(32, MAX_CONNECTIONS)
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class SweepHeader(BaseModel):
+    """What a sweep is, written once when it starts. Never holds a secret's value."""
+
+    format: int = FORMAT
+    sweep_id: str
+    name: str
+    created_at: str
+    skysweep_version: str = __version__
+    git_commit: str | None = None
+    task_file: str
+    task: dict[str, Any]
+    metric: str
+    lower_is_better: bool
+    backend: str
+    store_url: str
+    max_parallel: int | None = None
+    source: str = "grid"
+    expected_trials: int | None = None
+    """How many trials the source will give, when it knows (a grid does)."""
+    spread: bool = False
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        sweep_id: str,
+        task: TaskSpec,
+        task_file: Path,
+        backend: str,
+        store_url: str,
+        max_parallel: int | None,
+        expected_trials: int | None,
+        spread: bool = False,
+    ) -> SweepHeader:
+        sweeps = task.sweeps
+        return cls(
+            sweep_id=sweep_id,
+            name=task.name,
+            created_at=now(),
+            git_commit=_git_commit(task_file.parent),
+            task_file=str(task_file),
+            task=task.model_dump(mode="json", exclude_none=True),
+            metric=sweeps.sweep_metric if sweeps else "eval/loss",
+            lower_is_better=sweeps.lower_is_better if sweeps else True,
+            backend=backend,
+            store_url=store_url,
+            max_parallel=max_parallel,
+            expected_trials=expected_trials,
+            spread=spread,
+        )
+
+    def task_spec(self) -> TaskSpec:
+        return TaskSpec.model_validate(self.task)
+
+
+class TrialRecord(BaseModel):
+    trial_id: str
+    index: int
+    params: dict[str, Scalar]
+    resources: dict[str, Any] = Field(default_factory=dict)
+    created_at: str | None = None
+
+    def trial(self) -> Trial:
+        return Trial(self.index, self.trial_id, dict(self.params), dict(self.resources))
+
+
+class RetryRequest(BaseModel):
+    """Ask the sweep's controller to run a trial again once its attempt ``after_attempt``
+    has ended. Keyed by trial and attempt, so asking twice is asking once."""
+
+    trial_id: str
+    after_attempt: int
+    requested_at: str
+    by: str = ""
+
+
+def _git_commit(folder: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+class Ledger:
+    """A sweep's records, as far as this process has read or written them."""
+
+    def __init__(self, store: Store, header: SweepHeader, *, legacy: bool = False) -> None:
+        self.store = store
+        self.header = header
+        self.sweep_id = header.sweep_id
+        self.legacy = legacy
+        """Written by skysweep 0.1: readable, never written."""
+        self.trials: dict[str, Trial] = {}
+        self.attempts: dict[str, list[Attempt]] = {}
+        self.requests: dict[tuple[str, int], RetryRequest] = {}
+        self.stop_requested = False
+        """``skysweep down`` asked the sweep's controller to stop launching."""
+        self._etags: dict[str, str] = {}
+
+    @property
+    def url(self) -> str:
+        return f"{self.store.url.rstrip('/')}/{self.sweep_id}"
+
+    # -- creating and opening --------------------------------------------------------------
+
+    @classmethod
+    def create(cls, store: Store, header: SweepHeader) -> Ledger:
+        data = header.model_dump_json(indent=2).encode()
+        if not store.put_if_absent(join(header.sweep_id, HEADER), data):
+            raise UsageError(
+                f"a sweep {header.sweep_id} already exists in {store.url}",
+                hint="resume it with --sweep-id, or pick another id",
+            )
+        return cls(store, header)
+
+    @classmethod
+    def exists(cls, store: Store, sweep_id: str) -> bool:
+        return store.get(join(sweep_id, HEADER)) is not None
+
+    @classmethod
+    def open(cls, store: Store, sweep_id: str) -> Ledger:
+        data = store.get(join(sweep_id, HEADER))
+        if data is None:
+            raise SweepNotFoundError(
+                f"no sweep '{sweep_id}' in {store.url}",
+                hint="check the id with 'skysweep list --store URL', or pass the store the "
+                "sweep was started with (--store or SKYSWEEP_STORE)",
+            )
+        try:
+            raw = json.loads(data)
+            if isinstance(raw, dict) and "trials" in raw and "format" not in raw:
+                return _from_legacy(store, raw)
+            ledger = cls(store, SweepHeader.model_validate(raw))
+        except (ValueError, ValidationError) as exc:
+            raise StoreError(
+                f"{store.url}/{sweep_id}/{HEADER} is not a skysweep sweep header: {exc}"
+            ) from exc
+        ledger.refresh()
+        return ledger
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def refresh(self, *, records: bool = True) -> set[str]:
+        """Read what changed since the last look (only the requests unless ``records``);
+        returns the trial ids it touched."""
+        if self.legacy:
+            return set()
+        listing = {
+            info.key: info.etag
+            for prefix in (("records", "requests") if records else ("requests",))
+            for info in self.store.list(join(self.sweep_id, prefix))
+            if info.key.endswith(".json")
+        }
+        self.stop_requested = join(self.sweep_id, STOP) in listing
+        changed = [k for k, etag in listing.items() if self._etags.get(k) != etag]
+        if not changed:
+            return set()
+        workers = max(1, min(FETCH_WORKERS, len(changed)))
+        with ThreadPoolExecutor(workers) as pool:
+            fetched = list(pool.map(self.store.get, changed))
+        touched: set[str] = set()
+        for key, data in zip(changed, fetched, strict=True):
+            if data is None:
+                continue
+            self._etags[key] = listing[key]
+            touched |= self._absorb(key, data)
+        return touched
+
+    def _absorb(self, key: str, data: bytes) -> set[str]:
+        name = key.rsplit("/", 1)[-1]
+        try:
+            if name == "trial.json":
+                record = TrialRecord.model_validate_json(data)
+                self.trials[record.trial_id] = record.trial()
+                return {record.trial_id}
+            if name.startswith("attempt-"):
+                self._keep_attempt(Attempt.model_validate_json(data))
+                return {key.rsplit("/", 2)[-2]}
+            if "/requests/" in f"/{key}" and name != STOP.rsplit("/", 1)[-1]:
+                request = RetryRequest.model_validate_json(data)
+                self.requests[(request.trial_id, request.after_attempt)] = request
+                return {request.trial_id}
+        except (ValueError, ValidationError):
+            pass  # a record being written by a job elsewhere, or foreign: skip, look again later
+        return set()
+
+    def _keep_attempt(self, attempt: Attempt) -> None:
+        attempts = [
+            a for a in self.attempts.get(attempt.trial_id, []) if a.number != attempt.number
+        ]
+        attempts.append(attempt)
+        attempts.sort(key=lambda a: a.number)
+        self.attempts[attempt.trial_id] = attempts
+
+    def ordered(self) -> list[Trial]:
+        return sorted(self.trials.values(), key=lambda t: t.index)
+
+    def latest(self, trial_id: str) -> Attempt | None:
+        attempts = self.attempts.get(trial_id)
+        return attempts[-1] if attempts else None
+
+    def retry_asked(self, trial_id: str) -> bool:
+        """Whether a retry of the trial's latest attempt was asked for and not yet done."""
+        latest = self.latest(trial_id)
+        return latest is not None and (trial_id, latest.number) in self.requests
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def require_writable(self) -> None:
+        if self.legacy:
+            raise UsageError(
+                f"sweep {self.sweep_id} was made by skysweep 0.1: status, results and logs work, "
+                "but it cannot be resumed or retried",
+                hint="start the sweep again with 'skysweep up TASK_FILE'",
+            )
+
+    def _write_all(self, items: Iterable[tuple[str, bytes]]) -> None:
+        self.require_writable()
+        pairs = list(items)
+        if len(pairs) <= 1:
+            for key, data in pairs:
+                self.store.put(key, data)
+            return
+        with ThreadPoolExecutor(min(FETCH_WORKERS, len(pairs))) as pool:
+            list(pool.map(lambda pair: self.store.put(*pair), pairs))
+
+    def add_trials(self, trials: Sequence[Trial]) -> None:
+        created = now()
+        self._write_all(
+            (
+                join(self.sweep_id, "records", t.trial_id, "trial.json"),
+                TrialRecord(
+                    trial_id=t.trial_id,
+                    index=t.index,
+                    params=t.params,
+                    resources=t.resources,
+                    created_at=created,
+                )
+                .model_dump_json()
+                .encode(),
+            )
+            for t in trials
+        )
+        for trial in trials:
+            self.trials[trial.trial_id] = trial
+
+    def add_attempts(self, attempts: Sequence[Attempt]) -> None:
+        self._write_all(
+            (
+                join(self.sweep_id, "records", a.trial_id, f"attempt-{a.number}.json"),
+                a.model_dump_json().encode(),
+            )
+            for a in attempts
+        )
+        for attempt in attempts:
+            self._keep_attempt(attempt)
+
+    def ask_retry(self, trial_ids: Iterable[str], by: str) -> list[str]:
+        """Record retry requests for trials whose latest attempt has ended."""
+        asked = []
+        pairs = []
+        for trial_id in trial_ids:
+            latest = self.latest(trial_id)
+            after = latest.number if latest else 0
+            request = RetryRequest(
+                trial_id=trial_id, after_attempt=after, requested_at=now(), by=by
+            )
+            self.requests[(trial_id, after)] = request
+            pairs.append(
+                (
+                    join(self.sweep_id, "requests", f"{trial_id}-after-{after}.json"),
+                    request.model_dump_json().encode(),
+                )
+            )
+            asked.append(trial_id)
+        self._write_all(pairs)
+        return asked
+
+    def ask_stop(self, by: str) -> None:
+        """Ask the sweep's controller to stop launching (``skysweep down``)."""
+        self._write_all([(join(self.sweep_id, STOP), json.dumps({"by": by, "at": now()}).encode())])
+        self.stop_requested = True
+
+    def clear_stop(self) -> None:
+        if self.stop_requested:
+            self.store.delete(join(self.sweep_id, STOP))
+            self.stop_requested = False
+
+
+def _from_legacy(store: Store, raw: dict[str, Any]) -> Ledger:
+    """A 0.1 manifest: trials, a job record per trial and one local runner per sweep."""
+    fields = set(SweepHeader.model_fields) - {"format"}
+    header = SweepHeader.model_validate({k: v for k, v in raw.items() if k in fields})
+    ledger = Ledger(store, header, legacy=True)
+    state = raw.get("backend_state") or {}
+    for item in raw.get("trials", []):
+        record = TrialRecord.model_validate(item)
+        ledger.trials[record.trial_id] = record.trial()
+    for trial_id, job in (raw.get("jobs") or {}).items():
+        handle = None
+        if job.get("job_id"):
+            locator = (
+                {"host": state.get("host"), "pid": state.get("runner_pid"), "legacy": True}
+                if header.backend == "local"
+                else {}
+            )
+            handle = JobHandle(
+                backend=header.backend,
+                job_id=str(job["job_id"]),
+                job_name=job.get("job_name"),
+                infra=job.get("infra"),
+                locator={**locator, "sweep_dir": state.get("sweep_dir")},
+            )
+        ledger._keep_attempt(
+            Attempt(
+                trial_id=trial_id,
+                number=1,
+                submitted_at=job.get("submitted_at") or header.created_at,
+                submit_tries=int(job.get("attempts") or 1),
+                job=handle,
+                error=job.get("error"),
+            )
+        )
+    return ledger

@@ -1,0 +1,257 @@
+"""Driving a sweep from a command: start or resume it under its lease, hand it to a detached
+controller, or follow it as a reader. The commands in ``cli.py`` call these and print.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from skysweep.backends import Backend, get_backend
+from skysweep.controller import Controller, Look, Policy
+from skysweep.errors import UsageError
+from skysweep.launch import Launcher
+from skysweep.lease import Lease, LeaseHeldError
+from skysweep.ledger import Ledger, SweepHeader
+from skysweep.search import TrialSource, source_for
+from skysweep.store import Store, open_store
+from skysweep.task import TaskSpec
+from skysweep.trial import RETRYABLE_STATES, TrialState
+
+# What must match for a sweep to be resumed or retried with a task file: the trials it
+# makes and what they run.
+TASK_IDENTITY = ("run", "setup", "envs", "parameters", "sweeps", "resources", "github_repo_url")
+
+
+def who() -> str:
+    return f"pid {os.getpid()} on host {socket.gethostname()}"
+
+
+def task_differences(stored: TaskSpec, given: TaskSpec) -> list[str]:
+    before = stored.model_dump(mode="json", exclude_none=True)
+    after = given.model_dump(mode="json", exclude_none=True)
+    return [key for key in TASK_IDENTITY if before.get(key) != after.get(key)]
+
+
+@dataclass
+class Driving:
+    """A sweep this process drives: its records, its lease and its controller."""
+
+    ledger: Ledger
+    lease: Lease
+    controller: Controller
+    skipped: list[str]
+    """Trials that had been launched before this process took the sweep."""
+    resumed: bool
+
+    def run_to_end(self, on_look: Callable[[Look], None] | None = None) -> Look:
+        """Drive the sweep until it is done, then give the lease back.
+
+        A retry asked for while the sweep was ending is not lost: the lease is released
+        first and the requests read after, so either this controller sees the request (and
+        takes the lease again) or the retry that wrote it finds the lease free and drives.
+        """
+        while True:
+            final = self.controller.run(on_look=on_look)
+            self.lease.release()
+            if not final.actions.done:
+                return final
+            self.ledger.refresh(records=False)
+            waiting = any(
+                self.ledger.retry_asked(t) and r.state in RETRYABLE_STATES
+                for t, r in self.controller.results.items()
+            )
+            if not waiting:
+                return final
+            try:
+                self.lease = Lease.acquire(self.ledger.store, self.ledger.sweep_id)
+            except LeaseHeldError:
+                return final  # the retry took the sweep over
+            self.controller.lease = self.lease
+
+
+def start(
+    store: Store,
+    header: SweepHeader,
+    backend: Backend,
+    task_dir: Path,
+    parallel: int,
+) -> Driving:
+    ledger = Ledger.create(store, header)
+    lease = Lease.acquire(store, header.sweep_id)
+    return Driving(
+        ledger, lease, _controller(ledger, backend, task_dir, parallel, lease), [], False
+    )
+
+
+def resume(
+    store: Store,
+    sweep_id: str,
+    task: TaskSpec,
+    task_file: Path,
+    backend: Backend,
+    parallel: int,
+) -> Driving:
+    """Take a sweep up again: what was never launched, or was lost, is launched; nothing that
+    runs or ended is. Raises when another controller drives it."""
+    ledger = Ledger.open(store, sweep_id)
+    ledger.require_writable()
+    if ledger.header.backend != backend.name:
+        raise UsageError(
+            f"sweep {sweep_id} runs on the {ledger.header.backend} backend",
+            hint="resume it with the same backend ("
+            + ("--local" if ledger.header.backend == "local" else "no --local")
+            + ")",
+        )
+    differs = task_differences(ledger.header.task_spec(), task)
+    if differs:
+        raise UsageError(
+            f"{task_file}: differs from the task sweep {sweep_id} was started with "
+            f"({', '.join(differs)})",
+            hint="resume with the task file the sweep was started with, or start a new "
+            "sweep without --sweep-id",
+        )
+    lease = Lease.acquire(store, sweep_id)
+    try:
+        ledger.clear_stop()
+        controller = _controller(ledger, backend, task_file.resolve().parent, parallel, lease)
+        controller.observe()
+        skipped = [t for t in ledger.trials if ledger.latest(t) is not None]
+        relaunch = [
+            t
+            for t, r in controller.results.items()
+            if r.state in (TrialState.lost, TrialState.submit_failed)
+        ]
+        ledger.ask_retry(relaunch, by=who())
+        skipped = [t for t in skipped if t not in relaunch]
+    except BaseException:
+        lease.release()
+        raise
+    return Driving(ledger, lease, controller, skipped, True)
+
+
+def drive_retry(ledger: Ledger, backend: Backend, task_dir: Path, parallel: int) -> Driving | None:
+    """Become the sweep's driver to carry out retries, unless a live controller already
+    drives it (then it reads the requests itself: None)."""
+    try:
+        lease = Lease.acquire(ledger.store, ledger.sweep_id)
+    except LeaseHeldError:
+        return None
+    ledger.clear_stop()
+    return Driving(ledger, lease, _controller(ledger, backend, task_dir, parallel, lease), [], True)
+
+
+def _controller(
+    ledger: Ledger, backend: Backend, task_dir: Path, parallel: int, lease: Lease | None
+) -> Controller:
+    task = ledger.header.task_spec()
+    source: TrialSource = source_for(task)
+    return Controller(
+        ledger,
+        backend,
+        source,
+        Launcher(ledger, backend, task_dir=task_dir),
+        policy=Policy(max_parallel=parallel),
+        lease=lease,
+    )
+
+
+def watcher(ledger: Ledger, backend: Backend | None = None) -> Controller:
+    """A controller that only observes: for status, results and wait."""
+    return Controller(
+        ledger,
+        backend or get_backend(ledger.header.backend),
+        None,
+        None,
+        policy=Policy(max_parallel=0),
+        lease=None,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# A detached controller: the same loop, in a process of its own.
+
+
+def detach(driving: Driving, task_dir: Path, parallel: int) -> int:
+    """Hand the sweep to a controller process of its own session, which carries on until the
+    sweep is done; the lease goes with it. Returns its pid."""
+    from skysweep.backends.local import work_folder
+
+    store = driving.ledger.store
+    folder = work_folder(driving.ledger.sweep_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "store_url": store.url,
+        "endpoint_url": getattr(store, "endpoint_url", None),
+        "sweep_id": driving.ledger.sweep_id,
+        "generation": driving.lease.generation,
+        "token": driving.lease.holder.token,
+        "task_dir": str(task_dir),
+        "max_parallel": parallel,
+    }
+    with (folder / "controller.log").open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "skysweep.session"],
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    assert process.stdin is not None
+    process.stdin.write(json.dumps(payload).encode())
+    process.stdin.close()
+    driving.lease.hand_over(process.pid)
+    return process.pid
+
+
+def _run_detached(payload: dict[str, Any]) -> int:
+    import time
+
+    store = open_store(payload["store_url"], endpoint_url=payload.get("endpoint_url"))
+    sweep_id = str(payload["sweep_id"])
+    lease = Lease.resume(store, sweep_id, int(payload["generation"]), str(payload["token"]))
+    ledger = Ledger.open(store, sweep_id)
+    backend = get_backend(ledger.header.backend)
+    driving = Driving(
+        ledger,
+        lease,
+        _controller(
+            ledger,
+            backend,
+            Path(str(payload["task_dir"])),
+            int(payload["max_parallel"]),
+            lease,
+        ),
+        [],
+        True,
+    )
+
+    def log(look: Look) -> None:
+        if look.launched:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            print(f"{stamp} launched {', '.join(look.launched)}", flush=True)
+
+    try:
+        final = driving.run_to_end(on_look=log)
+    finally:
+        driving.lease.release()
+    print(f"controller: {final.actions.stop or 'sweep done'}", flush=True)
+    return 0
+
+
+def main() -> int:
+    payload = json.loads(sys.stdin.buffer.read())
+    sys.stdin.close()
+    return _run_detached(payload)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
