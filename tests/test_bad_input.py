@@ -7,6 +7,7 @@ default store must stay empty.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -460,3 +461,25 @@ def test_sweep_id_of_an_unknown_sweep_starts_that_sweep(
     assert manifest["sweep_id"] == "chosen-id" and len(manifest["trials"]) == 2
     assert sorted(p.name for p in store.iterdir()) == ["chosen-id"]
 
+
+def test_a_boolean_metric_is_not_ranked(tmp_path: Path, isolated_home: Path) -> None:
+    """A job that reports ``"eval/loss": true`` did not report a number: JSON's true is not 1."""
+    task = tmp_path / "task.yaml"
+    task.write_text(
+        "name: flags\nrun: |\n"
+        f"  {sys.executable} -c 'import json, os; json.dump("
+        '{"eval/loss": json.loads(os.environ["v"])}, '
+        'open(os.environ["SKYSWEEP_OUTPUT_DIR"] + "/metrics.json", "w"))\'\n'
+        "sweeps:\n  sweep_config:\n    v: [true, '0.5', false]\n"
+    )
+    store = f"file://{tmp_path / 'store'}"
+    done = run_cli("up", str(task), "--local", "--yes", "--store", store, "--output", "json")
+    assert "Traceback" not in done.stderr, done
+    result = json.loads(done.stdout)
+    by_value = {t["params"]["v"]: t for t in result["trials"]}
+    assert by_value["0.5"]["rank"] == 1 and by_value["0.5"]["value"] == 0.5
+    assert by_value[True]["rank"] is None
+    assert by_value[True]["reason"] == "'eval/loss' is true, not a number"
+    assert by_value[False]["rank"] is None
+    assert by_value[False]["reason"] == "'eval/loss' is false, not a number"
+    assert result["best"]["trial_id"] == by_value["0.5"]["trial_id"]
