@@ -96,19 +96,9 @@ def _out() -> Console:
 
 
 def _parse_overrides(values: list[str] | None) -> dict[str, list[Any]]:
-    import yaml
+    from skysweep.load import parse_sweep_overrides
 
-    from skysweep.load import _Yaml12Loader
-
-    overrides: dict[str, list[Any]] = {}
-    for item in values or []:
-        name, sep, raw = item.partition("=")
-        if not sep or not name or not raw:
-            raise UsageError(
-                f"--sweep {item!r} is not NAME=V1,V2", hint="e.g. --sweep learning_rate=1e-4,3e-4"
-            )
-        overrides[name.strip()] = [yaml.load(v, Loader=_Yaml12Loader) for v in raw.split(",")]
-    return overrides
+    return parse_sweep_overrides(values or [])
 
 
 def _load(task_file: Path, sweep: list[str] | None) -> TaskSpec:

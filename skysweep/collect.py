@@ -250,7 +250,9 @@ def metric_value(metrics: Mapping[str, Any] | None, metric: str) -> tuple[float 
         value = node
     if value is None:
         return None, f"no '{metric}' in metrics.json"
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool):  # JSON true is not 1.0: a flag ranks nothing
+        return None, f"'{metric}' is {'true' if value else 'false'}, not a number"
+    if not isinstance(value, int | float):
         try:
             value = float(value)
         except (TypeError, ValueError):

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,15 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from skysweep.errors import Problem, TaskFileError, UsageError
-from skysweep.task import Resources, Sweep, TaskSpec
+from skysweep.task import (
+    ENV_NAME,
+    RESOURCE_SWEEP_PREFIX,
+    Resources,
+    Scalar,
+    Sweep,
+    TaskSpec,
+    WrittenFloat,
+)
 
 YAML_FORM_KEYS = frozenset({"run", "resources", "sweeps"})
 FLAT_SWEEP_KEYS = frozenset(
@@ -29,21 +39,67 @@ FLAT_FORM_KEYS = frozenset({"command"}) | FLAT_SWEEP_KEYS | FLAT_RESOURCE_KEYS
 
 
 class _Yaml12Loader(yaml.SafeLoader):
-    """PyYAML reads ``1e-5`` as a string (YAML 1.1); users mean a number (YAML 1.2)."""
+    """YAML 1.2's core schema on PyYAML's safe loader.
+
+    PyYAML follows YAML 1.1, where ``no``/``off``/``y`` are booleans (a language list
+    ``[en, no, de]`` loses Norway), ``017`` is octal, ``1_000`` and ``1:30`` are numbers,
+    ``2024-01-01`` is a date and ``1e-5`` is a string. The core schema has none of that: only
+    the resolvers below decide a plain scalar's type; everything else is a string. Merge keys
+    (``<<: *base``) are kept: they are not core YAML 1.2, but no task file means a literal
+    ``<<`` key and people use them to share settings.
+    """
 
 
-_Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+][0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
+# Its own table, filled below: SafeLoader's YAML 1.1 table is not inherited.
+_Yaml12Loader.yaml_implicit_resolvers = {}
+
+
+_CORE_RESOLVERS = [
+    ("tag:yaml.org,2002:null", r"null|Null|NULL|~|", ["n", "N", "~", ""]),
+    ("tag:yaml.org,2002:bool", r"true|True|TRUE|false|False|FALSE", list("tTfF")),
+    ("tag:yaml.org,2002:int", r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+", list("-+0123456789")),
+    (
+        "tag:yaml.org,2002:float",
+        r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)",
+        list("-+.0123456789"),
     ),
-    list("-+0123456789."),
-)
+    ("tag:yaml.org,2002:merge", r"<<", ["<"]),
+]
+# Resolvers are tried in the order added: an int pattern must win over the float one.
+for _tag, _pattern, _first in _CORE_RESOLVERS:
+    _Yaml12Loader.add_implicit_resolver(_tag, re.compile(rf"^(?:{_pattern})$"), _first)
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
+    text = str(loader.construct_scalar(node))  # type: ignore[arg-type]
+    try:
+        if text.startswith("0o"):
+            return int(text[2:], 8)
+        if text.startswith("0x"):
+            return int(text[2:], 16)
+        return int(text, 10)  # YAML 1.2: a leading 0 is not octal
+    except ValueError:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{text!r} is not an integer", node.start_mark
+        ) from None
+
+
+def _construct_float(loader: yaml.SafeLoader, node: yaml.Node) -> float:
+    text = str(loader.construct_scalar(node))  # type: ignore[arg-type]
+    special = {".inf": math.inf, "+.inf": math.inf, "-.inf": -math.inf, ".nan": math.nan}
+    if text.lower() in special:
+        return special[text.lower()]
+    try:
+        return WrittenFloat.parse(text)
+    except ValueError:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{text!r} is not a number", node.start_mark
+        ) from None
+
+
+_Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_Yaml12Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 
 
 def load(
@@ -77,6 +133,93 @@ def load(
     return task
 
 
+# Characters that start YAML syntax rather than a value: a flag value beginning with one is
+# refused, not read as an alias, tag, anchor or flow collection.
+_YAML_INDICATORS = frozenset("[]{}#&*!|>%@`")
+
+
+def parse_sweep_overrides(values: Sequence[str]) -> dict[str, list[Scalar]]:
+    """``--sweep NAME=V1,V2`` flags as sweep values, each read as a YAML 1.2 core scalar, the
+    rule the task file follows: ``1.10`` is a number that reaches the job as ``1.10``,
+    ``no`` and ``gelu`` are strings, ``'1'`` quoted is a string."""
+    overrides: dict[str, list[Scalar]] = {}
+    for item in values:
+        flag = f"--sweep {shlex.quote(item)}"
+        name, sep, raw = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise UsageError(
+                f"{flag} is not NAME=V1,V2", hint="e.g. --sweep learning_rate=1e-4,3e-4"
+            )
+        if not ENV_NAME.match(name.removeprefix(RESOURCE_SWEEP_PREFIX)):
+            raise UsageError(
+                f"{flag}: {name!r} cannot be an environment variable name, which is how a "
+                "job receives a parameter",
+                hint="use letters, digits and '_', not starting with a digit, "
+                "e.g. --sweep learning_rate=1e-4,3e-4",
+            )
+        if name in overrides:
+            raise UsageError(
+                f"{flag}: {name} is already swept by an earlier --sweep",
+                hint=f"give all its values in one flag, e.g. --sweep {name}=V1,V2,V3",
+            )
+        text = raw.strip()
+        if not text:
+            raise UsageError(f"{flag}: no values after '='", hint=f"e.g. --sweep {name}=1,2")
+        if text[0] in "[(" and text[-1] in "])":
+            fixed = shlex.quote(f"{name}={text[1:-1]}")
+            raise UsageError(
+                f"{flag}: values are separated by commas without brackets: --sweep {fixed}"
+            )
+        parts = [part.strip() for part in raw.split(",")]
+        if not all(parts):
+            fixed = shlex.quote(f"{name}={','.join(p for p in parts if p)}")
+            raise UsageError(
+                f"{flag}: an empty value between commas",
+                hint=f"remove the extra comma: --sweep {fixed}",
+            )
+        overrides[name] = [_flag_value(flag, name, part) for part in parts]
+    return overrides
+
+
+def _flag_value(flag: str, name: str, text: str) -> Scalar:
+    doubled = text.replace("'", "''")
+    as_text = f"{name}='{doubled}'"  # a YAML single-quoted string
+    # double quotes read best in a shell, unless the value holds what they expand
+    shell = f'"{as_text}"' if not set(as_text) & set('"$`\\!') else shlex.quote(as_text)
+    quoted = f"--sweep {shell}"
+    if "\n" in text or "\r" in text:
+        raise UsageError(f"{flag}: a value cannot span lines", hint="give each value on one line")
+    if text[0] in _YAML_INDICATORS:
+        raise UsageError(
+            f"{flag}: the value {text!r} starts with {text[0]!r}, which YAML reserves",
+            hint=f"quote it to pass it as text: {quoted}",
+        )
+    loader = _Yaml12Loader(text)
+    try:
+        value = loader.get_single_data()
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UsageError(
+            f"{flag}: {text!r} is not a plain value: {problem}",
+            hint=f"quote it to pass it as text: {quoted}",
+        ) from exc
+    finally:
+        loader.dispose()
+    if value is None:
+        raise UsageError(
+            f"{flag}: {text!r} is null, and a job receives a value",
+            hint=f"quote it to pass the word: {quoted}",
+        )
+    if not isinstance(value, str | int | float):  # bool is an int
+        kind = "mapping" if isinstance(value, dict) else type(value).__name__
+        raise UsageError(
+            f"{flag}: {text!r} reads as a YAML {kind}, not one value",
+            hint=f"quote it to pass it as text: {quoted}",
+        )
+    return value
+
+
 def _read(file: Path) -> str:
     if not file.exists():
         raise UsageError(
@@ -95,12 +238,16 @@ def _read(file: Path) -> str:
 
 
 def _parse(file: Path, text: str) -> dict[str, Any]:
+    duplicates: list[str] = []
     try:
-        data = (
-            json.loads(text)
-            if file.suffix == ".json"
-            else yaml.load(text, Loader=_Yaml12Loader)  # a SafeLoader subclass
-        )
+        if file.suffix == ".json":
+            data = json.loads(
+                text,
+                parse_float=WrittenFloat.parse,
+                object_pairs_hook=lambda pairs: _json_object(pairs, duplicates),
+            )
+        else:
+            data = _load_yaml(file, text)
     except json.JSONDecodeError as exc:
         raise TaskFileError(
             str(file),
@@ -126,6 +273,8 @@ def _parse(file: Path, text: str) -> dict[str, Any]:
                 )
             ],
         ) from exc
+    if duplicates:
+        raise TaskFileError(str(file), _json_duplicates(text, duplicates))
     if data is None:
         raise TaskFileError(
             str(file), [Problem("", "the file is empty", "a task needs at least 'name' and 'run'")]
@@ -142,6 +291,101 @@ def _parse(file: Path, text: str) -> dict[str, Any]:
             ],
         )
     return {str(key): value for key, value in data.items()}
+
+
+def _load_yaml(file: Path, text: str) -> Any:
+    loader = _Yaml12Loader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        duplicates = _duplicate_keys(root, loader)
+        if duplicates:
+            raise TaskFileError(str(file), duplicates)
+        return loader.construct_document(root)
+    finally:
+        loader.dispose()
+
+
+_DUPLICATE_HINT = "keep one of them; otherwise one value would silently replace the other"
+
+
+def _duplicate_keys(root: yaml.Node, loader: _Yaml12Loader) -> list[Problem]:
+    """Every key that appears more than once in one mapping, with the lines it appears on.
+
+    Keys compare by value, so ``1`` and ``+1`` are one key; keys brought in by a merge
+    (``<<: *base``) may be overridden, as merging means.
+    """
+    problems: list[Problem] = []
+    seen: set[int] = set()  # aliases share nodes, and may even point back up the tree
+
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            marks: dict[Any, list[yaml.Mark]] = {}
+            shown: dict[Any, str] = {}
+            children: list[tuple[yaml.Node, tuple[str, ...]]] = []
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE:
+                    key = loader.construct_object(key_node)
+                    marks.setdefault(key, []).append(key_node.start_mark)
+                    shown.setdefault(key, str(key_node.value))
+                    children.append((value_node, (*path, str(key_node.value))))
+                else:
+                    children.append((value_node, path))
+            problems.extend(
+                Problem(".".join(path), _appears(shown[key], where), _DUPLICATE_HINT)
+                for key, where in marks.items()
+                if len(where) > 1
+            )
+            for child, child_path in children:
+                walk(child, child_path)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                walk(item, (*path, str(index)))
+
+    walk(root, ())
+    return problems
+
+
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+def _appears(key: str, marks: list[yaml.Mark]) -> str:
+    count = "twice" if len(marks) == 2 else f"{len(marks)} times"
+    lines = [m.line + 1 for m in marks]
+    if len(set(lines)) == len(lines):
+        places = [str(n) for n in lines]
+        prefix = "lines "
+    else:  # on one line (JSON written on one line, a flow mapping): columns tell them apart
+        places = [f"line {m.line + 1} column {m.column + 1}" for m in marks]
+        prefix = ""
+    return f"key {key!r} appears {count}: {prefix}{', '.join(places[:-1])} and {places[-1]}"
+
+
+def _json_object(pairs: list[tuple[str, Any]], duplicates: list[str]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    duplicates += [key for key in dict.fromkeys(keys) if keys.count(key) > 1]
+    return dict(pairs)
+
+
+def _json_duplicates(text: str, keys: list[str]) -> list[Problem]:
+    """Where the duplicate keys of a JSON file are: JSON text is YAML text, and YAML's
+    composer knows lines; json's parser does not tell."""
+    loader = _Yaml12Loader(text)
+    try:
+        root = loader.get_single_node()
+        found = _duplicate_keys(root, loader) if root is not None else []
+    except yaml.YAMLError:  # JSON that YAML does not read, such as tab indentation
+        found = []
+    finally:
+        loader.dispose()
+    return found or [
+        Problem("", f"key {key!r} appears more than once in one object", _DUPLICATE_HINT)
+        for key in dict.fromkeys(keys)
+    ]
 
 
 def _normalise(data: dict[str, Any], problems: list[Problem]) -> tuple[dict[str, Any], bool]:
@@ -202,6 +446,8 @@ def _translate(exc: ValidationError, flat: bool, lines: _LineFinder) -> list[Pro
     # ("should be a valid integer", "... number", "... string"): one problem per place.
     merged: dict[tuple[str | int, ...], list[dict[str, Any]]] = {}
     for details in exc.errors():
+        if details["type"] == "is_instance_of":
+            continue  # the WrittenFloat member of a union; the float member says it better
         loc = tuple(part for part in details["loc"] if not _is_union_branch(part))
         merged.setdefault(loc, []).append(dict(details))
     for loc, errors in merged.items():
@@ -333,7 +579,7 @@ class _LineFinder:
 
     def __init__(self, text: str) -> None:
         try:
-            self._root: yaml.Node | None = yaml.compose(text, Loader=yaml.SafeLoader)
+            self._root: yaml.Node | None = yaml.compose(text, Loader=_Yaml12Loader)
         except yaml.YAMLError:
             self._root = None
 

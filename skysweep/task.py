@@ -2,12 +2,51 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, field_validator
+from pydantic_core import core_schema
 
-Scalar = str | int | float | bool
+
+class WrittenFloat(float):
+    """A number that keeps the text the user wrote: ``1.10`` reaches the job as ``1.10``,
+    ``1e-5`` as ``1e-5``, while it still compares, hashes and serialises as the float.
+
+    Trial ids hash the float (``json.dumps`` writes ``float.__repr__``), so they equal the
+    ids of the same value read as a plain float: resume and the manifest round trip rely on it.
+    """
+
+    __slots__ = ("text",)
+    text: str
+
+    def __new__(cls, text: str) -> WrittenFloat:
+        self = super().__new__(cls, text)
+        self.text = text
+        return self
+
+    @classmethod
+    def parse(cls, text: str) -> float:
+        """``text`` as a number; infinities and NaN stay plain floats, which every
+        language reads back from ``inf``/``nan`` but not from YAML's ``.inf``."""
+        value = cls(text)
+        return value if math.isfinite(value) else float(value)
+
+    def __reduce__(self) -> tuple[type[WrittenFloat], tuple[str]]:
+        return (WrittenFloat, (self.text,))
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        # Without this, pydantic turns the subclass into a plain float on validation.
+        # In a union it wins over ``float`` only for instances of this class; it
+        # serialises as the float it is (JSON mode writes a number, Python mode keeps it).
+        return core_schema.is_instance_schema(cls)
+
+
+Scalar = str | int | float | bool | WrittenFloat
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_PREFIXES = ("SKYSWEEP_", "SKYPILOT_")
 RESOURCE_SWEEP_PREFIX = "resources."
@@ -209,6 +248,8 @@ def _check_parameter_names(names: list[str]) -> None:
 def _scalar_text(value: Scalar) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, WrittenFloat):
+        return value.text
     return str(value)
 
 

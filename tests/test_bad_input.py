@@ -7,6 +7,7 @@ default store must stay empty.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,17 +168,33 @@ MISTAKES = [
         "name: t\nrun: echo\nresources:\n  infra: []\n",
         ["resources.infra (line 4)", "infra list is empty", "'aws'"],
     ),
+    Mistake(
+        "duplicate-key",
+        "name: t\nrun: echo 1\nparameters:\n  lr: 1\nrun: echo 2\n",
+        ["key 'run' appears twice: lines 2 and 5", "keep one of them"],
+    ),
+    Mistake(
+        "duplicate-swept-parameter",
+        "name: t\nrun: echo\nsweeps:\n  sweep_config:\n    lr: [1]\n    lr: [2]\n",
+        ["sweeps.sweep_config: key 'lr' appears twice: lines 5 and 6", "keep one of them"],
+    ),
+    Mistake(
+        "duplicate-key-json",
+        '{\n  "name": "t",\n  "command": "echo",\n  "name": "u"\n}\n',
+        ["key 'name' appears twice: lines 2 and 4", "keep one of them"],
+        file="t.json",
+    ),
     # command-line mistakes
     Mistake(
         "sweep-option-syntax",
         GOOD,
-        ["--sweep 'lr' is not NAME=V1,V2", "e.g. --sweep"],
+        ["--sweep lr is not NAME=V1,V2", "e.g. --sweep"],
         args=["--sweep", "lr"],
     ),
     Mistake(
         "sweep-option-bad-name",
         GOOD,
-        ["sweeps.sweep_config", "'learning-rate'", "e.g. 'learning_rate'"],
+        ["--sweep learning-rate=1,2", "'learning-rate' cannot be an environment variable name"],
         args=["--sweep", "learning-rate=1,2"],
     ),
     Mistake(
@@ -185,6 +202,101 @@ MISTAKES = [
         GOOD,
         ["'ftp://x'", "unknown scheme 'ftp'", "s3://"],
         args=["--store", "ftp://x"],
+    ),
+]
+
+# Each ``--sweep`` value that is not NAME=V1,V2 of plain values: the flag and value named,
+# and the fix. None of them is a traceback.
+SWEEP_FLAG_MISTAKES = [
+    Mistake(
+        "sweep-brackets",
+        GOOD,
+        ["--sweep 'lr=[1,2]'", "without brackets", "--sweep lr=1,2"],
+        args=["--sweep", "lr=[1,2]"],
+    ),
+    Mistake(
+        "sweep-brackets-spaced",
+        GOOD,
+        ["--sweep 'lr=[1, 2]'", "without brackets", "--sweep 'lr=1, 2'"],
+        args=["--sweep", "lr=[1, 2]"],
+    ),
+    Mistake("sweep-no-equals", GOOD, ["--sweep lr", "NAME=V1,V2"], args=["--sweep", "lr"]),
+    Mistake("sweep-no-name", GOOD, ["--sweep =1,2", "NAME=V1,V2"], args=["--sweep", "=1,2"]),
+    Mistake(
+        "sweep-no-values",
+        GOOD,
+        ["--sweep lr=", "no values", "--sweep lr=1,2"],
+        args=["--sweep", "lr="],
+    ),
+    Mistake(
+        "sweep-empty-between-commas",
+        GOOD,
+        ["--sweep lr=1,,2", "empty value between commas", "--sweep lr=1,2"],
+        args=["--sweep", "lr=1,,2"],
+    ),
+    Mistake(
+        "sweep-trailing-comma",
+        GOOD,
+        ["--sweep lr=1,", "empty value between commas", "--sweep lr=1"],
+        args=["--sweep", "lr=1,"],
+    ),
+    Mistake(
+        "sweep-name-with-space",
+        GOOD,
+        ["'learning rate' cannot be an environment variable name"],
+        args=["--sweep", "learning rate=1"],
+    ),
+    Mistake(
+        "sweep-name-digit",
+        GOOD,
+        ["'1lr' cannot be an environment variable name", "not starting with a digit"],
+        args=["--sweep", "1lr=1"],
+    ),
+    *[
+        Mistake(
+            f"sweep-value-starts-with-{label}",
+            GOOD,
+            [f"the value '{value}' starts with '{value[0]}'", "YAML reserves", "quote it"],
+            args=["--sweep", f"lr={value}"],
+        )
+        for label, value in [
+            ("at", "@x"),
+            ("backtick", "`x`"),
+            ("percent", "%x"),
+            ("star", "*x"),
+            ("ampersand", "&x"),
+            ("bang", "!x"),
+            ("brace", "{a: 1}"),
+            ("pipe", "|x"),
+            ("hash", "#x"),
+        ]
+    ],
+    Mistake(
+        "sweep-value-a-mapping",
+        GOOD,
+        ["'a: b' reads as a YAML mapping", "quote it"],
+        args=["--sweep", "lr=a: b"],
+    ),
+    Mistake(
+        "sweep-value-a-list",
+        GOOD,
+        ["'- x' reads as a YAML list", "quote it"],
+        args=["--sweep", "lr=- x"],
+    ),
+    Mistake(
+        "sweep-value-null", GOOD, ["'null' is null", "quote it"], args=["--sweep", "lr=1,null"]
+    ),
+    Mistake(
+        "sweep-value-unclosed-quote",
+        GOOD,
+        ["--sweep", "is not a plain value", "quote it"],
+        args=["--sweep", "lr='abc"],
+    ),
+    Mistake(
+        "sweep-name-twice",
+        GOOD,
+        ["--sweep lr=3", "already swept by an earlier --sweep", "one flag"],
+        args=["--sweep", "lr=1,2", "--sweep", "lr=3"],
     ),
 ]
 
@@ -220,7 +332,10 @@ def assert_one_clean_error(done: object, expect: list[str], file: str | None) ->
     return message
 
 
-@pytest.mark.parametrize("mistake", [pytest.param(m, id=m.id) for m in [*MISTAKES, *MORE_MISTAKES]])
+@pytest.mark.parametrize(
+    "mistake",
+    [pytest.param(m, id=m.id) for m in [*MISTAKES, *SWEEP_FLAG_MISTAKES, *MORE_MISTAKES]],
+)
 def test_a_mistake_is_one_clean_error_and_launches_nothing(
     mistake: Mistake, tmp_path: Path, isolated_home: Path
 ) -> None:
@@ -237,6 +352,8 @@ def test_a_mistake_is_one_clean_error_and_launches_nothing(
 
 def test_there_are_enough_distinct_mistakes() -> None:
     assert len({m.id for m in MISTAKES}) == len(MISTAKES) >= 15
+    every = [*MISTAKES, *SWEEP_FLAG_MISTAKES, *MORE_MISTAKES]
+    assert len({m.id for m in every}) == len(every)
 
 
 def test_problems_found_together_are_reported_together(tmp_path: Path, isolated_home: Path) -> None:
@@ -344,3 +461,26 @@ def test_sweep_id_of_an_unknown_sweep_starts_that_sweep(
     assert header["sweep_id"] == "chosen-id" and header["expected_trials"] == 2
     assert len(list((store / "chosen-id" / "records").glob("*/trial.json"))) == 2
     assert sorted(p.name for p in store.iterdir()) == ["chosen-id"]
+
+
+def test_a_boolean_metric_is_not_ranked(tmp_path: Path, isolated_home: Path) -> None:
+    """A job that reports ``"eval/loss": true`` did not report a number: JSON's true is not 1."""
+    task = tmp_path / "task.yaml"
+    task.write_text(
+        "name: flags\nrun: |\n"
+        f"  {sys.executable} -c 'import json, os; json.dump("
+        '{"eval/loss": json.loads(os.environ["v"])}, '
+        'open(os.environ["SKYSWEEP_OUTPUT_DIR"] + "/metrics.json", "w"))\'\n'
+        "sweeps:\n  sweep_config:\n    v: [true, '0.5', false]\n"
+    )
+    store = f"file://{tmp_path / 'store'}"
+    done = run_cli("up", str(task), "--local", "--yes", "--store", store, "--output", "json")
+    assert "Traceback" not in done.stderr, done
+    result = json.loads(done.stdout)
+    by_value = {t["params"]["v"]: t for t in result["trials"]}
+    assert by_value["0.5"]["rank"] == 1 and by_value["0.5"]["value"] == 0.5
+    assert by_value[True]["rank"] is None
+    assert by_value[True]["reason"] == "'eval/loss' is true, not a number"
+    assert by_value[False]["rank"] is None
+    assert by_value[False]["reason"] == "'eval/loss' is false, not a number"
+    assert result["best"]["trial_id"] == by_value["0.5"]["trial_id"]

@@ -12,7 +12,7 @@ import pytest
 
 from skysweep.expand import expand, trial_id_for
 from skysweep.load import load
-from skysweep.task import TaskSpec
+from skysweep.task import TaskSpec, WrittenFloat, parameter_text
 
 
 def task_with(
@@ -128,3 +128,14 @@ def test_resource_sweep_goes_to_trial_resources() -> None:
 def test_unknown_resource_key_cannot_be_swept() -> None:
     with pytest.raises(ValueError, match=r"resources\.gpus cannot be swept"):
         task_with({"resources.gpus": [1, 2]})
+
+
+def test_a_number_written_two_ways_is_one_trial_that_keeps_the_first_text() -> None:
+    """``1.10`` and ``1.1`` are one value: one trial, one id; the job sees the first text."""
+    task = task_with({"lr": [WrittenFloat("1.10"), WrittenFloat("1.1"), WrittenFloat("2.50")]})
+    trials = expand(task)
+    assert [parameter_text(t.params["lr"]) for t in trials] == ["1.10", "2.50"]
+    assert [t.trial_id for t in trials] == [
+        trial_id_for({"lr": 1.1}, {}),
+        trial_id_for({"lr": 2.5}, {}),
+    ]

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import COMPAT, ROOT
+from conftest import COMPAT, ROOT, run_cli
 
-from skysweep.errors import TaskFileError
-from skysweep.expand import expand
-from skysweep.load import load
-from skysweep.task import Scalar, TaskSpec
+from skysweep.errors import TaskFileError, UsageError
+from skysweep.expand import expand, trial_id_for
+from skysweep.load import load, parse_sweep_overrides
+from skysweep.task import Scalar, TaskSpec, WrittenFloat, parameter_text
 
 REFERENCE_PAGE = ROOT.parent / "shared" / "reference" / "transformerlab-running-a-sweep.md"
 
@@ -133,7 +136,8 @@ def test_sweep_values_keep_their_written_type(tmp_path: Path) -> None:
     # YAML 1.1 would read 1e-5 as a string; users mean a number (YAML 1.2)
     assert nested.sweeps.sweep_config == {"learning_rate": [1e-5, 3e-5, 5e-5], "batch_size": [4, 8]}
     rates = nested.sweeps.sweep_config["learning_rate"]
-    assert all(type(v) is float for v in rates)
+    assert all(isinstance(v, float) for v in rates)
+    assert [parameter_text(v) for v in rates] == ["1e-5", "3e-5", "5e-5"]  # as written
     assert all(type(v) is int for v in nested.sweeps.sweep_config["batch_size"])
 
 
@@ -158,7 +162,9 @@ def test_yaml_scalars_in_sweep_values(tmp_path: Path, text: str, expected: objec
     task = load(path)
     assert task.sweeps is not None
     (value,) = task.sweeps.sweep_config["x"]
-    assert value == expected and type(value) is type(expected)
+    assert value == expected
+    # a float keeps its text (a float subclass); every other kind is exactly its type
+    assert isinstance(value, float) if type(expected) is float else type(value) is type(expected)
 
 
 @pytest.mark.parametrize("path", COMPAT_FILES, ids=lambda p: p.stem)
@@ -311,3 +317,317 @@ def test_flat_form_errors_use_flat_names(tmp_path: Path) -> None:
         load(path)
     where = sorted(p.location.split(" ")[0] for p in caught.value.problems)
     assert where == ["cpus", "lower_is_better"]
+
+
+# --- YAML 1.2 core schema: each YAML 1.1 trap, as the job sees it (issue 7) ---------------
+
+NULL = object()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "job_sees"),
+    [
+        # YAML 1.1 booleans that YAML 1.2 reads as strings
+        *[(word, word, word) for word in ["no", "off", "on", "yes", "y", "n", "Yes", "NO", "Off"]],
+        ("true", True, "true"),
+        ("True", True, "true"),
+        ("TRUE", True, "true"),
+        ("false", False, "false"),
+        ("FALSE", False, "false"),
+        # numbers keep the text they were written in
+        ("1.10", 1.1, "1.10"),
+        ("2.50", 2.5, "2.50"),
+        ("1e-5", 1e-5, "1e-5"),
+        ("1E5", 1e5, "1E5"),
+        (".5", 0.5, ".5"),
+        ("-0.0", -0.0, "-0.0"),
+        ("0.1", 0.1, "0.1"),
+        # integers reach the job in decimal, which every language reads back
+        ("0o17", 15, "15"),
+        ("0x1F", 31, "31"),
+        ("+1", 1, "1"),
+        ("017", 17, "17"),  # YAML 1.1: octal 15
+        (".inf", math.inf, "inf"),
+        ("-.Inf", -math.inf, "-inf"),
+        # YAML 1.1 numbers, dates and sexagesimals that YAML 1.2 reads as strings
+        ("1_000", "1_000", "1_000"),
+        ("1:30", "1:30", "1:30"),
+        ("0b101", "0b101", "0b101"),
+        ("2024-01-01", "2024-01-01", "2024-01-01"),
+        ("'1.10'", "1.10", "1.10"),
+        ("~", NULL, None),
+        ("null", NULL, None),
+        ("Null", NULL, None),
+    ],
+)
+def test_yaml_1_2_core_schema(tmp_path: Path, text: str, expected: object, job_sees: str) -> None:
+    path = write(
+        tmp_path, "t.yaml", f"name: t\nrun: echo\nsweeps:\n  sweep_config:\n    x: [{text}]\n"
+    )
+    if expected is NULL:
+        with pytest.raises(TaskFileError) as caught:
+            load(path)
+        assert "got None" in str(caught.value)
+        # and a null where one is allowed is None
+        described = load(write(tmp_path, "d.yaml", f"name: t\nrun: echo\ndescription: {text}\n"))
+        assert described.description is None
+        return
+    task = load(path)
+    assert task.sweeps is not None
+    (value,) = task.sweeps.sweep_config["x"]
+    assert value == expected
+    assert isinstance(value, bool) == isinstance(expected, bool)
+    assert isinstance(value, str) == isinstance(expected, str)
+    assert isinstance(value, float) == isinstance(expected, float)
+    (trial,) = expand(task)
+    assert parameter_text(trial.params["x"]) == job_sees
+
+
+def test_a_language_list_keeps_norway(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "t.yaml", "name: t\nrun: echo\nsweeps:\n  sweep_config:\n    lang: [en, no, de]\n"
+    )
+    assert [t.params["lang"] for t in expand(load(path))] == ["en", "no", "de"]
+
+
+def test_merge_keys_still_merge_and_may_be_overridden(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "m.yaml",
+        "name: t\nrun: echo\nparameters:\n  <<: {a: 1, b: 2}\n  b: 3\n",
+    )
+    assert load(path).parameters == {"a": 1, "b": 3}
+
+
+def test_written_float_survives_pydantic_in_python_mode(tmp_path: Path) -> None:
+    task = load(
+        write(
+            tmp_path,
+            "t.yaml",
+            "name: t\nrun: echo\nparameters:\n  lr: 1.10\nenvs:\n  E: 2.50\n"
+            "sweeps:\n  sweep_config:\n    wd: [1e-5]\n",
+        )
+    )
+    assert task.envs == {"E": "2.50"}
+    for again in (
+        task,
+        TaskSpec.model_validate(task.model_dump()),
+        task.model_copy(deep=True),
+        TaskSpec(**task.model_dump()),
+    ):
+        assert isinstance(again.parameters["lr"], WrittenFloat)
+        assert parameter_text(again.parameters["lr"]) == "1.10"
+        assert again.sweeps is not None
+        assert parameter_text(again.sweeps.sweep_config["wd"][0]) == "1e-5"
+
+
+def test_json_mode_round_trip_keeps_the_number_and_the_trial_ids(tmp_path: Path) -> None:
+    """The manifest stores ``model_dump(mode="json")``: JSON has no place for "1.10" as a
+    number, so the number survives (1.1) but not its text; the trial ids do not change."""
+    task = load(
+        write(tmp_path, "t.yaml", "name: t\nrun: echo\nsweeps:\n  sweep_config:\n    lr: [1.10]\n")
+    )
+    dumped = task.model_dump(mode="json")
+    assert json.loads(json.dumps(dumped))["sweeps"]["sweep_config"]["lr"] == [1.1]
+    again = TaskSpec.model_validate(dumped)
+    assert again.sweeps is not None
+    (value,) = again.sweeps.sweep_config["lr"]
+    assert type(value) is float and parameter_text(value) == "1.1"
+    assert [t.trial_id for t in expand(again)] == [t.trial_id for t in expand(task)]
+
+
+def _todays_trial_id(params: dict[str, object]) -> str:
+    """The id scheme as it was before values kept their text: sha256 of the sorted JSON."""
+    canonical = json.dumps(
+        {"params": params, "resources": {}}, sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+@pytest.mark.parametrize(
+    ("written", "plain"),
+    [("0.1", 0.1), ("8", 8), ('"gpt2"', "gpt2"), ("1e-5", 1e-05), ("1.10", 1.1), ("true", True)],
+)
+def test_trial_ids_hash_the_value_not_its_text(tmp_path: Path, written: str, plain: object) -> None:
+    task = load(
+        write(
+            tmp_path,
+            "t.yaml",
+            f"name: t\nrun: echo\nsweeps:\n  sweep_config:\n    x: [{written}]\n",
+        )
+    )
+    (trial,) = expand(task)
+    assert trial.trial_id == _todays_trial_id({"x": plain}) == trial_id_for({"x": plain}, {})
+    assert trial.trial_id == expand(load(tmp_path / "t.yaml"))[0].trial_id  # stable
+
+
+def test_json_numbers_keep_their_text_too(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "t.json",
+        '{"name": "t", "command": "echo", "parameters": {"lr": 1.10, "n": 3},'
+        ' "sweep_config": {"wd": [1e-5, 0.50]}}',
+    )
+    trials = expand(load(path))
+    assert [parameter_text(t.params["wd"]) for t in trials] == ["1e-5", "0.50"]
+    assert parameter_text(trials[0].params["lr"]) == "1.10"
+    assert type(trials[0].params["n"]) is int
+
+
+# --- duplicate keys -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("file", "text", "expected"),
+    [
+        (
+            "t.yaml",
+            "name: t\nrun: a\nsetup: x\nrun: b\n",
+            ["key 'run' appears twice: lines 2 and 4"],
+        ),
+        (
+            "t.yaml",
+            "name: t\nrun: a\nsweeps:\n  sweep_config:\n    lr: [1]\n    bs: [2]\n    lr: [3]\n"
+            "    lr: [4]\n",
+            ["sweeps.sweep_config: key 'lr' appears 3 times: lines 5, 7 and 8"],
+        ),
+        (
+            "t.yaml",
+            "name: t\nrun: a\nparameters: {a: 1, a: 2}\n",
+            ["parameters: key 'a' appears twice: line 3 column 14 and line 3 column 20"],
+        ),
+        (
+            "t.yaml",
+            "name: t\nrun: a\nname: u\nparameters:\n  1: x\n  +1: y\n",
+            ["key 'name' appears twice: lines 1 and 3", "key '1' appears twice: lines 5 and 6"],
+        ),
+        (
+            "t.json",
+            '{\n  "name": "t",\n  "command": "a",\n  "sweep_config": {\n    "lr": [1],\n'
+            '    "lr": [2]\n  },\n  "command": "b"\n}\n',
+            [
+                "key 'command' appears twice: lines 3 and 8",
+                "sweep_config: key 'lr' appears twice: lines 5 and 6",
+            ],
+        ),
+        # YAML cannot read tab-indented JSON: the keys are still named, without lines
+        (
+            "t.json",
+            '{\n\t"name": "t",\n\t"command": "a",\n\t"name": "u"\n}\n',
+            ["key 'name' appears"],
+        ),
+    ],
+)
+def test_a_duplicate_key_is_an_error_naming_its_lines(
+    tmp_path: Path, file: str, text: str, expected: list[str]
+) -> None:
+    path = write(tmp_path, file, text)
+    with pytest.raises(TaskFileError) as caught:
+        load(path)
+    rendered = [p.render() for p in caught.value.problems]
+    assert len(rendered) == len(expected), rendered
+    for problem, part in zip(rendered, expected, strict=True):
+        assert part in problem and "keep one of them" in problem
+    assert str(path) in str(caught.value)
+
+
+# --- --sweep values -----------------------------------------------------------------------
+
+
+def test_sweep_flag_values_follow_the_core_schema() -> None:
+    parsed = parse_sweep_overrides(
+        ["lang=en,no,de", "lr= 1.10 ,1e-5", "n=0x1F,7", "flag=true,off", "s='1','no'"]
+    )
+    assert parsed == {
+        "lang": ["en", "no", "de"],
+        "lr": [1.1, 1e-5],
+        "n": [31, 7],
+        "flag": [True, "off"],
+        "s": ["1", "no"],
+    }
+    assert [parameter_text(v) for v in parsed["lr"]] == ["1.10", "1e-5"]
+    assert parse_sweep_overrides(["resources.cpus=1,2"]) == {"resources.cpus": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    ("flag", "expected"),
+    [
+        ("lr=[1,2]", "without brackets: --sweep lr=1,2"),
+        ("lr=@x", "starts with '@'"),
+        ("lr", "is not NAME=V1,V2"),
+        ("lr=1,,2", "empty value between commas"),
+        ("lr=~", "is null"),
+        ("lr=a: b", "YAML mapping"),
+        ("lr='a", "not a plain value"),
+    ],
+)
+def test_bad_sweep_flags_are_usage_errors(flag: str, expected: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse_sweep_overrides([flag])
+    assert expected in str(caught.value) and "--sweep" in str(caught.value)
+
+
+# --- through the real CLI: what the job sees ----------------------------------------------
+
+_ECHO_JOB = (
+    "run: |\n"
+    f"  {sys.executable} -c 'import json, os; "
+    'json.dump({"eval/loss": 1.0, "seen": {k: os.environ[k] for k in json.loads('
+    'os.environ["SKYSWEEP_PARAMS"])}, "params": json.loads(os.environ["SKYSWEEP_PARAMS"])}, '
+    'open(os.environ["SKYSWEEP_OUTPUT_DIR"] + "/metrics.json", "w"))\'\n'
+)
+
+
+def _job_metrics(tmp_path: Path, task: Path, *flags: str) -> list[dict[str, object]]:
+    store = tmp_path / "store"
+    done = run_cli(
+        "up",
+        str(task),
+        "--local",
+        "--yes",
+        "--store",
+        f"file://{store}",
+        "--output",
+        "json",
+        *flags,
+    )
+    assert done.code == 0, done
+    result = json.loads(done.stdout)
+    by_id = {t["trial_id"]: t for t in result["trials"]}
+    trials = store / result["sweep_id"] / "trials"
+    manifest = json.loads((store / result["sweep_id"] / "sweep.json").read_text())
+    return [
+        json.loads((trials / record["trial_id"] / "metrics.json").read_text())
+        for record in sorted(manifest["trials"], key=lambda r: r["index"])
+        if record["trial_id"] in by_id
+    ]
+
+
+def test_the_job_sees_what_the_user_wrote(tmp_path: Path, isolated_home: Path) -> None:
+    task = write(
+        tmp_path,
+        "task.yaml",
+        "name: written\n" + _ECHO_JOB + "sweeps:\n  sweep_config:\n"
+        "    lang: [en, no, de]\n    lr: [1.10]\n",
+    )
+    metrics = _job_metrics(tmp_path, task)
+    assert [m["seen"] for m in metrics] == [
+        {"lang": "en", "lr": "1.10"},
+        {"lang": "no", "lr": "1.10"},
+        {"lang": "de", "lr": "1.10"},
+    ]
+    # SKYSWEEP_PARAMS keeps the number a number
+    assert [m["params"] for m in metrics] == [
+        {"lang": "en", "lr": 1.1},
+        {"lang": "no", "lr": 1.1},
+        {"lang": "de", "lr": 1.1},
+    ]
+
+
+def test_sweep_flag_values_reach_the_job_as_written(tmp_path: Path, isolated_home: Path) -> None:
+    task = write(tmp_path, "task.yaml", "name: flags\n" + _ECHO_JOB)
+    metrics = _job_metrics(tmp_path, task, "--sweep", "lang=en,no", "--sweep", "lr=2.50")
+    assert [m["seen"] for m in metrics] == [
+        {"lang": "en", "lr": "2.50"},
+        {"lang": "no", "lr": "2.50"},
+    ]

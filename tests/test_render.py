@@ -27,7 +27,7 @@ from skysweep.launch import render_sweep
 from skysweep.load import load
 from skysweep.render import Placement, RenderedTrial, render, resolve_secrets
 from skysweep.store import FileStore
-from skysweep.task import TaskSpec
+from skysweep.task import TaskSpec, parameter_text
 
 BUCKET_SWEEP = "s3://bucket/sweeps/sid"
 MOUNTED = Placement.mounted(BUCKET_SWEEP)
@@ -532,6 +532,8 @@ def test_render_command_writes_one_valid_yaml_per_trial(
         assert "very-secret-value" not in text and "{{" not in text
         parsed = sky.Task.from_yaml(str(path))
         assert parsed.envs["SKYSWEEP_TRIAL_ID"] == trial.trial_id
-        assert parsed.envs["learning_rate"] == str(trial.params["learning_rate"])
+        # the value as the file wrote it, not Python's repr (1e-05)
+        assert parsed.envs["learning_rate"] == parameter_text(trial.params["learning_rate"])
+        assert parsed.envs["learning_rate"] in ("1e-5", "3e-5", "5e-5")
         assert yaml.safe_load(text)["secrets"] == {"TOKEN": None}
     assert "6 trial spec(s) written" in done.stderr
