@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-COMPAT = ROOT.parent / "shared" / "compat" / "transformerlab"
+COMPAT = ROOT / "tests" / "compat" / "transformerlab"
 
 
 def free_port() -> int:
