@@ -39,8 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import skysweep.collect as collect_module
 from skysweep.collect import SNAPSHOT, Collector
-from skysweep.manifest import Manifest, TrialRecord
+from skysweep.ledger import Ledger, SweepHeader
 from skysweep.store import S3Store, join
+from skysweep.trial import Trial
 
 BUCKET = "skysweep-bench"
 SWEEP = "bench-sweep"
@@ -108,7 +109,7 @@ def trial_id(i: int) -> str:
     return f"t{i:05d}"
 
 
-def write_sweep(endpoint: str, trials: int) -> Manifest:
+def write_sweep(endpoint: str, trials: int) -> Ledger:
     """Write a finished sweep the way jobs and their wrapper do: outputs, then the record."""
     store = S3Store(f"s3://{BUCKET}/sweeps", endpoint_url=endpoint)
     store.client.create_bucket(Bucket=BUCKET)
@@ -130,7 +131,7 @@ def write_sweep(endpoint: str, trials: int) -> Manifest:
 
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(write, range(trials)))
-    manifest = Manifest(
+    header = SweepHeader(
         sweep_id=SWEEP,
         name="bench",
         created_at="2025-01-01T00:00:00+00:00",
@@ -140,10 +141,13 @@ def write_sweep(endpoint: str, trials: int) -> Manifest:
         lower_is_better=True,
         backend="sky",
         store_url=store.url,
-        trials=[TrialRecord(trial_id=trial_id(i), index=i, params={"i": i}) for i in range(trials)],
     )
-    store.put(join(SWEEP, "sweep.json"), manifest.model_dump_json().encode())
-    return manifest
+    store.put(join(SWEEP, "sweep.json"), header.model_dump_json().encode())
+    # The trials as a reader knows them (their records are not what this bench measures).
+    ledger = Ledger(store, header)
+    for i in range(trials):
+        ledger.trials[trial_id(i)] = Trial(i, trial_id(i), {"i": i})
+    return ledger
 
 
 @dataclass
@@ -154,15 +158,15 @@ class Row:
     note: str = ""
 
 
-def first_collection(endpoint: str, manifest: Manifest, latency: float, workers: int) -> Row:
+def first_collection(endpoint: str, ledger: Ledger, latency: float, workers: int) -> Row:
     collect_module.FETCH_WORKERS = workers
     store, wire = new_store(endpoint, latency)
     store.delete(join(SWEEP, SNAPSHOT))
     wire.reset()
     started = time.perf_counter()
-    results = Collector(store, SWEEP).collect(manifest)
+    results = Collector(store, SWEEP).collect(ledger)
     elapsed = time.perf_counter() - started
-    assert sum(r.state == "succeeded" for r in results) == len(manifest.trials)
+    assert sum(r.state == "succeeded" for r in results) == len(ledger.trials)
     return Row(f"first-ever collection ({workers} threads)", elapsed, wire.count)
 
 
@@ -184,7 +188,7 @@ def main() -> int:
 
     with moto_server() as endpoint:
         started = time.perf_counter()
-        manifest = write_sweep(endpoint, n)
+        ledger = write_sweep(endpoint, n)
         print(
             f"wrote a finished {n}-trial sweep ({3 * n} objects) to a moto server at {endpoint} "
             f"in {time.perf_counter() - started:.1f} s; simulated latency "
@@ -211,17 +215,17 @@ def main() -> int:
         default_workers = collect_module.FETCH_WORKERS
         if args.tune:
             for workers in (8, 16, 32, 128):
-                row = first_collection(endpoint, manifest, latency, workers)
+                row = first_collection(endpoint, ledger, latency, workers)
                 row.note = "thread-count trial"
                 rows.append(row)
-        rows.append(first_collection(endpoint, manifest, latency, default_workers))
+        rows.append(first_collection(endpoint, ledger, latency, default_workers))
         rows[-1].note = "2 GETs per trial + LIST + snapshot GET/PUT"
 
         # 3. Cold collection on a new machine: the snapshot exists.
         store, wire = new_store(endpoint, latency)
         collector = Collector(store, SWEEP)
         started = time.perf_counter()
-        cold = collector.collect(manifest)
+        cold = collector.collect(ledger)
         cold_row = Row(
             "cold collection, fresh Collector + snapshot",
             time.perf_counter() - started,
@@ -234,7 +238,7 @@ def main() -> int:
         # 4. Repeated look, nothing changed.
         wire.reset()
         started = time.perf_counter()
-        again = collector.collect(manifest)
+        again = collector.collect(ledger)
         repeat_row = Row(
             "repeated look, nothing changed",
             time.perf_counter() - started,

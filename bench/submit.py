@@ -49,12 +49,13 @@ def grid_task(folder: Path, trials: int, infra: str) -> Path:
 
 
 def submit_with_skysweep(task_file: Path, store_dir: Path, spread: bool) -> tuple[float, int]:
+    from skysweep.manifest import Manifest
+
     from skysweep.backends import LaunchRequest
     from skysweep.backends.sky import SkyBackend, batches
     from skysweep.expand import expand
     from skysweep.launch import new_sweep_id
     from skysweep.load import load
-    from skysweep.manifest import Manifest
     from skysweep.render import Placement, render
     from skysweep.store import FileStore
 

@@ -44,6 +44,29 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from skysweep import __version__
+
+        print(f"skysweep {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_print_version,
+            help="Print skysweep's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Options that come before the command."""
+
+
 class Output(str, Enum):
     table = "table"
     json = "json"
@@ -560,12 +583,13 @@ def results(
 ) -> None:
     """Print the ranked results (markdown suits $GITHUB_STEP_SUMMARY; json and csv scripts).
 
-    Exit code 0 when every trial succeeded with the metric, 1 otherwise.
+    Exit code 0 when every trial succeeded with the metric, 1 otherwise. With --best: 0 when
+    a best trial was printed (other trials may have failed), 1 when no trial has the metric.
     """
     _, ledger = _open(sweep, store)
     ranking = _look(ledger)
     _print_ranking(ranking, format, best_only=best)
-    raise typer.Exit(0 if ranking.all_succeeded else 1)
+    raise typer.Exit(0 if (ranking.best is not None if best else ranking.all_succeeded) else 1)
 
 
 @app.command()
@@ -832,6 +856,10 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except typer.Abort:
         sys.exit(130)
+    except click_errors.NoArgsIsHelpError as exc:
+        # Bare `skysweep`: the help is what was asked for, not an error to shout about.
+        print(exc.format_message(), file=sys.stderr)
+        sys.exit(2)
     except click_errors.ClickException as exc:
         from rich.text import Text
 

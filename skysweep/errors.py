@@ -63,7 +63,15 @@ class SecretMissingError(UsageError):
 
 
 class StoreError(SkysweepError):
-    """Object storage could not be read or written."""
+    """Object storage could not be read or written (a transient or unknown failure)."""
+
+
+class StoreSetupError(StoreError):
+    """The store cannot be used as configured: a missing bucket, denied access, no
+    credentials, an unreachable endpoint, a read-only folder. It says nothing about the trials,
+    so it is exit 2 (fix the setup and run again), never 1 (a trial failed)."""
+
+    exit_code = 2
 
 
 class SweepNotFoundError(StoreError):

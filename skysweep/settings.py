@@ -4,7 +4,8 @@ Order, first found wins: the ``--store`` flag; ``SKYSWEEP_STORE``; ``store:`` in
 config file (``$SKYSWEEP_CONFIG`` or ``~/.config/skysweep/config.yaml``); the default
 ``file://~/.skysweep/store``. The S3 endpoint: ``SKYSWEEP_S3_ENDPOINT_URL``, then
 ``endpoint_url:`` in the config file, then boto3's own (``AWS_ENDPOINT_URL_S3``,
-``AWS_ENDPOINT_URL``, profile settings).
+``AWS_ENDPOINT_URL``, profile settings). A store URL needs its scheme (``s3://``,
+``r2://``, ``file://``); only an absolute path (``/path``, ``~/path``) may go without.
 """
 
 from __future__ import annotations
@@ -41,13 +42,20 @@ def _user_config() -> dict[str, Any]:
     return data
 
 
-def store_url(flag: str | None = None) -> str:
+def store_setting(flag: str | None = None) -> tuple[str, str]:
+    """The store URL and where it came from (for errors that name the setting to fix)."""
     if flag:
-        return flag
+        return flag, "--store"
     if os.environ.get("SKYSWEEP_STORE"):
-        return os.environ["SKYSWEEP_STORE"]
+        return os.environ["SKYSWEEP_STORE"], "SKYSWEEP_STORE"
     configured = _user_config().get("store")
-    return str(configured) if configured else DEFAULT_STORE
+    if configured:
+        return str(configured), f"'store:' in {config_path()}"
+    return DEFAULT_STORE, "the default store"
+
+
+def store_url(flag: str | None = None) -> str:
+    return store_setting(flag)[0]
 
 
 def endpoint_url() -> str | None:
@@ -58,7 +66,8 @@ def endpoint_url() -> str | None:
 
 
 def store_for(flag: str | None = None) -> Store:
-    return open_store(store_url(flag), endpoint_url=endpoint_url())
+    url, origin = store_setting(flag)
+    return open_store(url, endpoint_url=endpoint_url(), origin=origin)
 
 
 @dataclass(frozen=True)

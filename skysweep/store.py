@@ -7,6 +7,7 @@ through boto3. Keys are relative to the store URL; a sweep lives under ``<sweep_
 from __future__ import annotations
 
 import builtins
+import errno
 import os
 import shutil
 import tempfile
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlparse
 
-from skysweep.errors import StoreError, UsageError
+from skysweep.errors import StoreError, StoreSetupError, UsageError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -85,7 +86,7 @@ class FileStore:
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
         except OSError as exc:
-            raise StoreError(f"cannot read {self.root / key}: {exc}") from exc
+            raise _file_error(exc, "read", self.root / key) from exc
 
     def put(self, key: str, data: bytes) -> None:
         path = self.root / key
@@ -95,9 +96,7 @@ class FileStore:
                 tmp.write(data)
             os.replace(tmp.name, path)
         except OSError as exc:
-            raise StoreError(
-                f"cannot write {path}: {exc}", hint="check that the store folder is writable"
-            ) from exc
+            raise _file_error(exc, "write", path) from exc
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         path = self.root / key
@@ -112,33 +111,44 @@ class FileStore:
             finally:
                 os.unlink(tmp.name)
         except OSError as exc:
-            raise StoreError(
-                f"cannot write {path}: {exc}", hint="check that the store folder is writable"
-            ) from exc
+            raise _file_error(exc, "write", path) from exc
         return True
 
     def delete(self, key: str) -> None:
-        (self.root / key).unlink(missing_ok=True)
+        try:
+            (self.root / key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise _file_error(exc, "delete", self.root / key) from exc
 
     def list(self, prefix: str) -> list[ObjectInfo]:
         base = self.root / prefix
         found: list[ObjectInfo] = []
         if not base.is_dir():
             return found
-        for path in _walk(base):
-            if path.name.startswith("."):
-                continue
-            stat = path.stat()
-            found.append(
-                ObjectInfo(str(path.relative_to(self.root)), f"{stat.st_mtime_ns}-{stat.st_size}")
-            )
+        try:
+            for path in _walk(base):
+                if path.name.startswith("."):
+                    continue
+                stat = path.stat()
+                found.append(
+                    ObjectInfo(
+                        str(path.relative_to(self.root)), f"{stat.st_mtime_ns}-{stat.st_size}"
+                    )
+                )
+        except OSError as exc:
+            raise _file_error(exc, "list", base) from exc
         return found
 
     def children(self, prefix: str) -> builtins.list[str]:
         base = self.root / prefix
         if not base.is_dir():
             return []
-        return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+        try:
+            return sorted(
+                p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")
+            )
+        except OSError as exc:
+            raise _file_error(exc, "list", base) from exc
 
     def upload_tree(self, local: Path, prefix: str) -> None:
         target = self.root / prefix
@@ -146,11 +156,30 @@ class FileStore:
             return
         for path in _walk(local):
             destination = target / path.relative_to(local)
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, destination)
+            try:
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, destination)
+            except OSError as exc:
+                raise _file_error(exc, "write", destination) from exc
 
     def local_folder(self, prefix: str) -> Path | None:
         return self.root / prefix
+
+
+_NOT_PERMITTED = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _file_error(exc: OSError, action: str, path: Path) -> StoreError:
+    """A folder we may not use (permissions, a read-only mount) is a setup problem; anything
+    else (a full disk, an I/O error) stays an ordinary store error."""
+    message = f"cannot {action} {path}: {exc}"
+    if exc.errno in _NOT_PERMITTED:
+        return StoreSetupError(
+            message,
+            hint="check that the store folder is writable, or choose another with "
+            "--store file:///path",
+        )
+    return StoreError(message)
 
 
 def _walk(base: Path) -> Iterator[Path]:
@@ -281,6 +310,9 @@ class S3Store:
         return None
 
     def _translate(self, exc: BaseException, key: str) -> StoreError:
+        """Setup problems (no credentials, an unreachable endpoint, no bucket, no access)
+        become :class:`StoreSetupError`; throttling that outlived the retries and anything
+        unknown stay a plain :class:`StoreError`."""
         from botocore.exceptions import (
             ClientError,
             EndpointConnectionError,
@@ -295,13 +327,13 @@ class S3Store:
             or "AWS S3"
         )
         if isinstance(exc, NoCredentialsError):
-            return StoreError(
+            return StoreSetupError(
                 f"no credentials for {where}",
                 hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or "
                 "~/.aws/credentials",
             )
         if isinstance(exc, EndpointConnectionError):
-            return StoreError(
+            return StoreSetupError(
                 f"cannot reach the object store endpoint {endpoint} for {where}",
                 hint="check the endpoint URL (SKYSWEEP_S3_ENDPOINT_URL or "
                 "AWS_ENDPOINT_URL) and your network",
@@ -309,12 +341,12 @@ class S3Store:
         if isinstance(exc, ClientError):
             code = _error_code(exc)
             if code == "NoSuchBucket":
-                return StoreError(
+                return StoreSetupError(
                     f"bucket '{self.bucket}' does not exist at {endpoint}",
                     hint=f"create it (aws s3 mb s3://{self.bucket}) or fix the store URL",
                 )
             if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-                return StoreError(
+                return StoreSetupError(
                     f"access denied to {where} ({code}); credentials came from "
                     f"{_credential_source()}",
                     hint="check that these credentials may read and write the bucket",
@@ -364,16 +396,29 @@ def _credential_source() -> str:
     }.get(credentials.method, credentials.method)
 
 
-def open_store(url: str, *, endpoint_url: str | None = None) -> Store:
+def open_store(url: str, *, endpoint_url: str | None = None, origin: str = "store URL") -> Store:
+    """The store at ``url``: ``file://``, ``s3://``/``r2://``, or an absolute path (``/path``,
+    ``~/path``) meaning ``file://`` that path. ``origin`` names where the URL came from (a
+    flag, a variable, a config file) in the error for a URL that cannot be used."""
     parsed = urlparse(url)
     if parsed.scheme == "file":
         path = Path(os.path.expanduser(parsed.netloc + parsed.path))
         return FileStore(path.resolve())
     if parsed.scheme in S3_SCHEMES:
         return S3Store(url, endpoint_url=endpoint_url)
-    if not parsed.scheme:
+    if not parsed.scheme and url.startswith(("/", "~")):
+        # No bucket name starts with '/' or '~', so a path that does is a folder for sure.
         return FileStore(Path(os.path.expanduser(url)).resolve())
+    if not parsed.scheme:
+        # 'my-bucket/x' could be a bucket or a folder: guessing "folder" would hide a sweep's
+        # results on one machine while the user looks for them in the bucket.
+        folder = Path(url).resolve()
+        raise UsageError(
+            f"{origin} {url!r} has no scheme, so it could be a bucket or a folder",
+            hint=f"write s3://{url.strip('/')} for a bucket, or file://{folder} (or the "
+            f"absolute path {folder}) for a folder",
+        )
     raise UsageError(
-        f"store URL {url!r} has an unknown scheme '{parsed.scheme}'",
-        hint="use file:///path, s3://bucket/prefix or r2://bucket/prefix",
+        f"{origin} {url!r} has an unknown scheme '{parsed.scheme}'",
+        hint="use file:///path (or an absolute path), s3://bucket/prefix or r2://bucket/prefix",
     )

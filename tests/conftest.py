@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-COMPAT = ROOT.parent / "shared" / "compat" / "transformerlab"
+COMPAT = ROOT / "tests" / "compat" / "transformerlab"
 
 
 def free_port() -> int:
@@ -88,13 +88,15 @@ def run_cli(
     cwd: Path | None = None,
     timeout: float = 120,
     stdin: str | None = None,
+    prefix: Sequence[str] = (),
 ) -> CompletedCli:
-    """Run ``skysweep`` as a user would: a separate process, its own stdout and stderr."""
+    """Run ``skysweep`` as a user would: a separate process, its own stdout and stderr.
+    ``prefix`` is a command that runs it (e.g. ``unshare ...`` for a read-only mount)."""
     import subprocess
 
     full_env = {**os.environ, **(env or {})}
     done = subprocess.run(
-        [sys.executable, "-m", "skysweep", *args],
+        [*prefix, sys.executable, "-m", "skysweep", *args],
         capture_output=True,
         text=True,
         env=full_env,

@@ -3,7 +3,9 @@
 No cloud, no network: AWS API calls go to a local ``moto`` server, the AWS
 catalog is a tiny hand-written CSV, usage collection is disabled, and the API
 server (with the managed-jobs controller consolidated into it) listens on a
-free 127.0.0.1 port under an isolated ``HOME``.
+free 127.0.0.1 port under an isolated ``HOME``. SkyPilot copies files with the real
+``rsync`` (Debian package ``rsync``); without it the server is not started and the error
+says how to install it.
 
 Usage::
 
@@ -123,47 +125,23 @@ def _catalog_files(ami: str) -> dict[str, str]:
     }
 
 
-# Consolidation mode still "uploads" the task YAML / env files to the (local)
-# controller with `rsync` (LocalProcessCommandRunner.rsync, no -e/ssh). If the
-# machine has no rsync binary, every launch fails with CommandError
-# "rsync: not found" (rc 127). This shim implements the local-copy subset.
-RSYNC_SHIM = r"""#!/usr/bin/env python3
-# Minimal local-only rsync replacement written by tests/sky_api_server.py.
-import os, shutil, sys
-args = sys.argv[1:]
-if '--version' in args:  # backend_utils.check_rsync_installed() runs this.
-    print('rsync  version 3.2.7  protocol version 31 (local-copy shim)')
-    sys.exit(0)
-takes_value = {'-e', '--rsh', '--filter', '--exclude', '--include',
-               '--exclude-from', '--rsync-path', '-f'}
-pos, i = [], 0
-while i < len(args):
-    a = args[i]
-    if a in takes_value:
-        i += 2
-        continue
-    if a.startswith('-'):
-        i += 1
-        continue
-    pos.append(a)
-    i += 1
-if len(pos) < 2:
-    sys.exit('rsync-shim: need SRC DST, got %r' % (args,))
-*srcs, dst = pos
-if any(':' in p.split('/')[0] for p in pos):
-    sys.exit('rsync-shim: remote paths unsupported: %r' % (pos,))
-for src in srcs:
-    if os.path.isdir(src):
-        target = dst if src.endswith('/') else os.path.join(
-            dst, os.path.basename(src.rstrip('/')))
-        shutil.copytree(src, target, dirs_exist_ok=True, symlinks=True)
-    else:
-        target = dst
-        if dst.endswith('/') or os.path.isdir(dst):
-            target = os.path.join(dst, os.path.basename(src))
-        os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
-        shutil.copy2(src, target)
-"""
+# Consolidation mode still "uploads" the task YAML and env files to the (local) controller
+# with the real `rsync` (LocalProcessCommandRunner.rsync, no ssh), and
+# backend_utils.check_rsync_installed() runs `rsync --version` first: without the binary
+# every launch fails with "rsync: not found". It is a Debian package, never imitated here.
+RSYNC_MISSING = (
+    "SkyPilot needs the real rsync to launch jobs, also on a local API server, and this "
+    "machine has none on PATH: install it with `apt-get install rsync` (or `sudo apt-get "
+    "install -y rsync`); .ci/run does this on CI"
+)
+
+
+def require_rsync() -> str:
+    """The path of the machine's rsync, or a clear error naming the package to install."""
+    found = shutil.which("rsync")
+    if found is None:
+        raise RuntimeError(RSYNC_MISSING)
+    return found
 
 
 SKY_CONFIG_YAML = textwrap.dedent("""\
@@ -268,7 +246,6 @@ def build_env(
     moto_endpoint: str,
     api_port: int,
     memory_gb: float | None = 8,
-    extra_path: pathlib.Path | None = None,
 ) -> dict[str, str]:
     env = {
         k: v
@@ -314,20 +291,7 @@ def build_env(
     # Make `sky` resolvable in subprocesses even if PATH is minimal.
     bindir = os.path.dirname(sys.executable)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
-    if extra_path is not None:
-        env["PATH"] = str(extra_path) + os.pathsep + env["PATH"]
     return env
-
-
-def install_rsync_shim_if_missing(bin_dir: pathlib.Path) -> str | None:
-    """Returns the dir to prepend to PATH if a shim was written."""
-    if shutil.which("rsync") is not None:
-        return None
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    shim = bin_dir / "rsync"
-    shim.write_text(RSYNC_SHIM.replace("/usr/bin/env python3", sys.executable))
-    shim.chmod(0o755)
-    return str(bin_dir)
 
 
 def _wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
@@ -490,20 +454,14 @@ def running_sky_api_server(
     `sky api stop`, moto is killed, and any process still running with
     HOME=<our home> is killed as a last resort.
     """
+    require_rsync()  # before anything starts: a missing rsync is a setup problem, said once
     base_dir = pathlib.Path(base_dir).resolve()
     home = base_dir / "home"
     home.mkdir(parents=True, exist_ok=True)
     moto_port = free_port()
     api_port = pick_api_port(exclude=(moto_port,))
     moto_endpoint = f"http://127.0.0.1:{moto_port}"
-    shim_dir = install_rsync_shim_if_missing(base_dir / "bin")
-    env = build_env(
-        home,
-        moto_endpoint,
-        api_port,
-        memory_gb=memory_gb,
-        extra_path=pathlib.Path(shim_dir) if shim_dir else None,
-    )
+    env = build_env(home, moto_endpoint, api_port, memory_gb=memory_gb)
     info = SkyServerInfo(
         home=home,
         env=env,
@@ -559,15 +517,7 @@ def running_sky_api_server(
                     raise
                 _kill_leftovers(home)
                 api_port = pick_api_port(exclude=(moto_port, api_port))
-                env.update(
-                    build_env(
-                        home,
-                        moto_endpoint,
-                        api_port,
-                        memory_gb=memory_gb,
-                        extra_path=pathlib.Path(shim_dir) if shim_dir else None,
-                    )
-                )
+                env.update(build_env(home, moto_endpoint, api_port, memory_gb=memory_gb))
                 info.api_port = api_port
                 info.api_server_url = f"http://127.0.0.1:{api_port}"
         _wait_http(f"{info.api_server_url}/api/health", timeout=30)
@@ -654,6 +604,7 @@ __all__ = [
     "build_env",
     "free_port",
     "leftover_processes",
+    "require_rsync",
     "running_sky_api_server",
 ]
 

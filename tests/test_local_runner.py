@@ -49,14 +49,10 @@ def test_a_failed_upload_fails_that_trial_alone(tmp_path: Path) -> None:
     assert store.get("s/finished/bad.json") is None
 
     # Both processes are gone (a pid that cannot exist); only the upload tells them apart.
+    gone = {"host": socket.gethostname(), "pid": 2**22 + 1, "start": None}
+    where = {**gone, "sweep_dir": str(staging), "upload": True}
     jobs = {
-        t: JobHandle(
-            backend="local",
-            job_id=f"local-{t}",
-            locator={"host": socket.gethostname(), "pid": 2**22 + 1, "start": None,
-                     "sweep_dir": str(staging), "upload": True},
-        )  # fmt: skip
-        for t in ("bad", "good")
+        t: JobHandle(backend="local", job_id=f"local-{t}", locator=where) for t in ("bad", "good")
     }
     views = LocalBackend().poll(store, "s", jobs)
     assert set(views) == {"bad"}

@@ -15,7 +15,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-
 from conftest import handmade_ledger
 
 from skysweep.backends import LaunchRequest
@@ -203,7 +202,8 @@ def test_status_shows_skypilots_state_and_reason(setup: Callable[..., Any]) -> N
     fake.queue_records[1] = {"job_id": 2, "status": status.RUNNING, "failure_reason": None}
 
     cancelled = backend.cancel(request.store, request.sweep_id, jobs)
-    assert cancelled == [trial_ids[1]] and fake.cancelled == [[2]]  # only the live job of this sweep
+    # only the live job of this sweep
+    assert cancelled == [trial_ids[1]] and fake.cancelled == [[2]]
 
 
 def test_preflight_stops_when_no_cloud_is_enabled(setup: Callable[..., Any]) -> None:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import shutil
+import subprocess
 import threading
 import time
 import urllib.request
@@ -20,10 +23,10 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from conftest import free_port, handmade_ledger
+from conftest import free_port, handmade_ledger, run_cli
 
 from skysweep.collect import SNAPSHOT, Collector
-from skysweep.errors import StoreError, UsageError
+from skysweep.errors import StoreError, StoreSetupError, UsageError
 from skysweep.rank import rank
 from skysweep.store import FileStore, S3Store, Store, join, open_store
 
@@ -172,6 +175,8 @@ def test_open_store_picks_the_kind_from_the_url(tmp_path: Path) -> None:
         "s3://my-bucket/some/prefix",
     )
     assert isinstance(open_store("r2://my-bucket/p"), S3Store)
+    # A path that starts with '/' or '~' cannot be a bucket: it is a folder.
+    assert open_store("~/st").url == f"file://{Path.home().resolve() / 'st'}"
     with pytest.raises(UsageError, match="unknown scheme 'gs'"):
         open_store("gs://my-bucket/p")
     with pytest.raises(UsageError, match="names no bucket"):
@@ -197,6 +202,7 @@ def test_missing_bucket_names_the_bucket(s3_env: dict[str, str], moto_endpoint: 
         assert f"bucket '{name}' does not exist" in str(caught.value)
         assert moto_endpoint in str(caught.value)
         assert f"s3://{name}" in str(caught.value)  # the hint says how to create it
+        assert isinstance(caught.value, StoreSetupError) and caught.value.exit_code == 2
 
 
 def test_unreachable_endpoint_fails_fast_and_clearly(s3_env: dict[str, str]) -> None:
@@ -208,6 +214,7 @@ def test_unreachable_endpoint_fails_fast_and_clearly(s3_env: dict[str, str]) -> 
     elapsed = time.monotonic() - started
     assert f"cannot reach the object store endpoint {closed}" in str(caught.value)
     assert "SKYSWEEP_S3_ENDPOINT_URL" in str(caught.value)
+    assert isinstance(caught.value, StoreSetupError) and caught.value.exit_code == 2
     # No 8-attempt throttling backoff (~35 s) for an endpoint that is not there.
     assert elapsed < 5, elapsed
 
@@ -224,12 +231,12 @@ def _moto_auth(endpoint: str, initial_no_auth_actions: str) -> None:
         assert response.status == 200
 
 
-def test_access_denied_is_a_real_403_with_the_credential_source(
-    bucket: str, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _list_only_user(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials of a new IAM user who may list buckets and nothing else, put in the
+    environment of this process and of the CLI processes it starts."""
     import boto3
 
-    iam = boto3.client("iam", endpoint_url=moto_endpoint)
+    iam = boto3.client("iam", endpoint_url=endpoint)
     user = f"reader-{uuid.uuid4().hex[:8]}"
     iam.create_user(UserName=user)
     key = iam.create_access_key(UserName=user)["AccessKey"]
@@ -240,6 +247,12 @@ def test_access_denied_is_a_real_403_with_the_credential_source(
     iam.put_user_policy(UserName=user, PolicyName="list-only", PolicyDocument=json.dumps(policy))
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+
+
+def test_access_denied_is_a_real_403_with_the_credential_source(
+    bucket: str, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _list_only_user(moto_endpoint, monkeypatch)
     store = S3Store(f"s3://{bucket}/sweeps", endpoint_url=moto_endpoint)
     _moto_auth(moto_endpoint, "0")
     try:
@@ -253,6 +266,7 @@ def test_access_denied_is_a_real_403_with_the_credential_source(
         text = str(caught.value)
         assert f"access denied to s3://{bucket}/sweeps/s/sweep.json (AccessDenied)" in text
         assert "the environment (AWS_ACCESS_KEY_ID)" in text
+        assert isinstance(caught.value, StoreSetupError) and caught.value.exit_code == 2
 
 
 class _FlakyProxy(ThreadingHTTPServer):
@@ -369,9 +383,11 @@ def test_throttling_that_never_ends_becomes_a_store_error(
 ) -> None:
     proxy = flaky_proxy(1000, 503, "SlowDown")
     store = S3Store(f"s3://{bucket}/sweeps", endpoint_url=proxy.url, max_attempts=2)
-    with pytest.raises(StoreError, match="SlowDown"):
+    with pytest.raises(StoreError, match="SlowDown") as caught:
         store.get("s/metrics.json")
     assert len(proxy.seen) == 2
+    # Throttling is no setup mistake: it stays an ordinary store error (exit 1).
+    assert not isinstance(caught.value, StoreSetupError) and caught.value.exit_code == 1
 
 
 # ---------------------------------------------------------------------------------------
@@ -542,3 +558,144 @@ def test_a_reader_with_read_only_credentials_still_collects(tmp_path: Path) -> N
     ranking = rank("ro", Collector(reader, "ro").collect(ledger), "eval/loss", True)
     assert [(t.result.trial_id, t.rank) for t in ranking.trials] == [("t2", 1), ("t1", 2)]
     assert reader.get("ro/collected.json") is None  # the cache could not be written; no harm
+
+
+# ---------------------------------------------------------------------------------------
+# Setup problems through the real CLI: exit 2 (fix the setup), never 1 (a trial failed)
+
+TASK = """\
+name: tiny
+run: echo hi
+sweeps:
+  sweep_config:
+    x: [1, 2]
+"""
+
+
+TASK_METRICS_RUN = """run: |
+  echo '{"eval/loss": 0.5}' > "$SKYSWEEP_OUTPUT_DIR/metrics.json"
+"""
+
+
+def assert_setup_error(done: Any, *expected: str) -> None:
+    assert done.code == 2, done
+    assert "Traceback" not in done.stderr, done
+    message = " ".join(done.stderr.split())  # rich wraps long lines
+    assert message.count("error: ") == 1, done
+    message = message[message.index("error: ") :]  # after the plan, when `up` showed one
+    for text in expected:
+        assert text in message, (text, done)
+
+
+def test_cli_missing_bucket_exits_2(s3_env: dict[str, str], moto_endpoint: str) -> None:
+    name = f"no-such-bucket-{uuid.uuid4().hex[:8]}"
+    for args in (
+        ["list", "--store", f"s3://{name}/sweeps"],
+        ["results", f"s3://{name}/sweeps/some-sweep", "--best"],
+    ):
+        assert_setup_error(run_cli(*args), f"bucket '{name}' does not exist", f"s3://{name}")
+
+
+def test_cli_access_denied_exits_2(
+    bucket: str, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _list_only_user(moto_endpoint, monkeypatch)
+    task = tmp_path / "task.yaml"
+    task.write_text(TASK)
+    _moto_auth(moto_endpoint, "0")
+    try:
+        read = run_cli("results", f"s3://{bucket}/sweeps/some-sweep")
+        write = run_cli("up", str(task), "--local", "--yes", "--store", f"s3://{bucket}/sweeps")
+    finally:
+        _moto_auth(moto_endpoint, "inf")
+    for done in (read, write):
+        assert_setup_error(done, f"access denied to s3://{bucket}/sweeps/", "(AccessDenied)")
+
+
+def test_cli_no_credentials_exits_2(
+    isolated_home: Path, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    env = {
+        "SKYSWEEP_S3_ENDPOINT_URL": moto_endpoint,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",  # no instance-role probe on a CI runner
+    }
+    done = run_cli("results", "s3://some-bucket/sweeps/some-sweep", env=env)
+    assert_setup_error(done, "no credentials for s3://some-bucket/", "AWS_ACCESS_KEY_ID")
+
+
+def test_cli_unreachable_endpoint_exits_2(s3_env: dict[str, str]) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    done = run_cli(
+        "list", "--store", "s3://some-bucket/sweeps", env={"SKYSWEEP_S3_ENDPOINT_URL": closed}
+    )
+    assert_setup_error(done, f"cannot reach the object store endpoint {closed}")
+
+
+def _read_only(folder: Path) -> list[str]:
+    """A command prefix under which ``folder`` cannot be written. Not root: the folder's mode
+    (0o500). Root ignores modes, so there: a read-only bind mount in a private user and mount
+    namespace (``unshare``), which nothing outside the command sees."""
+    if os.geteuid() != 0:
+        folder.chmod(0o500)
+        return []
+    bind = 'mount --bind -o ro "$0" "$0" && exec "$@"'
+    prefix = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", bind, str(folder)]
+
+    def works(*command: str) -> bool:
+        return subprocess.run([*prefix, *command], capture_output=True).returncode == 0
+
+    probe = folder / ".probe"
+    if shutil.which("unshare") is None or not works("true") or works("touch", str(probe)):
+        probe.unlink(missing_ok=True)
+        pytest.skip("running as root, and no read-only bind mount is possible here (unshare)")
+    return prefix
+
+
+def test_cli_read_only_file_store_exits_2_and_still_reads(
+    tmp_path: Path, isolated_home: Path
+) -> None:
+    store = tmp_path / "store"
+    task = tmp_path / "task.yaml"
+    task.write_text(TASK.replace("run: echo hi", TASK_METRICS_RUN))
+    done = run_cli(
+        "up", str(task), "--local", "--yes", "--store", f"file://{store}", "--output", "json"
+    )
+    assert done.code == 0, done
+    sweep_id = json.loads(done.stdout)["sweep_id"]
+    prefix = _read_only(store)
+    try:
+        again = run_cli(
+            "up", str(task), "--local", "--yes", "--store", f"file://{store}", prefix=prefix
+        )
+        # Reading needs no writes: the ranking is shown, only the cache is not refreshed.
+        read = run_cli("results", sweep_id, "--store", f"file://{store}", "--best", prefix=prefix)
+    finally:
+        store.chmod(0o700)
+    assert_setup_error(again, f"cannot write {store}/", "writable")
+    assert read.code == 0, read
+
+
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_cli_store_without_a_scheme_is_refused(
+    how: str, tmp_path: Path, isolated_home: Path
+) -> None:
+    task = tmp_path / "task.yaml"
+    task.write_text(TASK)
+    args = ["up", str(task), "--local", "--yes"]
+    if how == "flag":
+        done = run_cli(*args, "--store", "my-bucket/x", cwd=tmp_path)
+        origin = "--store 'my-bucket/x'"
+    else:
+        done = run_cli(*args, env={"SKYSWEEP_STORE": "my-bucket/x"}, cwd=tmp_path)
+        origin = "SKYSWEEP_STORE 'my-bucket/x'"
+    assert_setup_error(
+        done,
+        origin,
+        "has no scheme",
+        "s3://my-bucket/x",
+        f"file://{tmp_path.resolve()}/my-bucket/x",
+    )
+    assert not (tmp_path / "my-bucket").exists()  # and nothing was written there
