@@ -215,7 +215,7 @@ class LargeTable:
         self.status_column = status_column
         self.row_styles = row_styles
         # Measured once: the widths of the columns and the padding of every cell come from it.
-        self.sizes = [[cell_len(text) for text in row] for row in rows]
+        self.sizes = [[_width(text) for text in row] for row in rows]
         self.naturals = [
             max(cell_len(column.header), *(sizes[i] for sizes in self.sizes), 1)
             for i, column in enumerate(columns)
@@ -307,10 +307,16 @@ class LargeTable:
             )
 
 
+def _width(text: str) -> int:
+    # Cells hold no control characters (_flat), so ASCII is one cell a character; the test is
+    # C-fast where cell_len's cache lookup is not.
+    return len(text) if text.isascii() else cell_len(text)
+
+
 def _cell(text: str, width: int, right: bool, size: int | None = None) -> str:
     """``text`` (``size`` cells wide) in exactly ``width`` cells: padded, or cut with an
     ellipsis."""
-    size = cell_len(text) if size is None else size
+    size = _width(text) if size is None else size
     if size > width:
         return set_cell_size(text, width - 1) + "…" if width > 1 else set_cell_size(text, width)
     pad = " " * (width - size)
