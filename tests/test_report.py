@@ -293,3 +293,8 @@ def test_cli_results_of_a_large_sweep_print_every_trial_in_every_format(
     assert len(data["trials"]) == len(trials)
     status = run_cli("status", "big", "--store", store)
     assert "job" in table_lines(status.stdout)[1] and status.stdout.count(REASON) == 50
+    narrow = run_cli("status", "big", "--store", store, env={"COLUMNS": "80"})
+    lines = table_lines(narrow.stdout)
+    widths = {cell_len(line) for line in lines}
+    assert len(widths) == 1 and widths.pop() <= 80 and "note" in lines[1]
+    assert all(narrow.stdout.count(t.trial_id) == 1 for t in trials)
