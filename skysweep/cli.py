@@ -515,13 +515,16 @@ def _print_ranking(ranking: Ranking, output: Output | Format, best_only: bool = 
     if isinstance(rendered, str):
         sys.stdout.write(rendered if rendered.endswith("\n") else rendered + "\n")
     else:
-        _out().print(rendered)
+        console = _out()
+        console.print(rendered)
         best = ranking.best
         if best is not None and not best_only:
             params = ", ".join(f"{k}={v}" for k, v in best.result.params.items())
-            _out().print(
+            # markup=False: a parameter value such as "[bold]" is shown, not obeyed.
+            console.print(
                 f"best: trial {best.result.trial_id} with {ranking.metric} = "
-                f"{best.value:.6g} ({params or 'no parameters'})"
+                f"{best.value:.6g} ({params or 'no parameters'})",
+                markup=False,
             )
 
 

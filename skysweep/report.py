@@ -5,10 +5,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from rich.box import HEAVY_HEAD
+from rich.cells import cell_len, set_cell_size
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
+from rich.segment import Segment
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
@@ -23,6 +31,7 @@ STATE_STYLES = {
     "running": "cyan",
     "submitted": "blue",
     "pending": "dim",
+    "lost": "magenta",
 }
 
 
@@ -43,7 +52,13 @@ def varying_params(ranking: Ranking) -> list[str]:
         names += [n for n in params if n not in names]
     if len(trials) <= 1:
         return names
-    return [n for n in names if len({json.dumps(p.get(n)) for p in trials}) > 1]
+    return [n for n in names if len({_identity(p.get(n)) for p in trials}) > 1]
+
+
+def _identity(value: Scalar | None) -> tuple[type, Scalar | None]:
+    # Tells apart what JSON tells apart (1, 1.0 and True) at a tenth of json.dumps' cost;
+    # NaN equals nothing, not even itself, so it gets one stand-in.
+    return type(value), value if value == value else "nan"
 
 
 def _format_value(value: float | None) -> str:
@@ -91,15 +106,244 @@ def ranking_json(ranking: Ranking, *, best_only: bool = False) -> dict[str, Any]
     }
 
 
-def ranking_table(ranking: Ranking, *, title: str | None = None, jobs: bool = False) -> Table:
-    """The ranking for people; ``jobs`` adds each trial's backend job id and state."""
+LARGE_TABLE = 200
+"""Rows above which the table is measured once and drawn as one line per trial: rich's
+``Table`` measures and wraps every cell, 5-10 s for 10,000 trials (bench/report.py)."""
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def _flat(text: str) -> str:
+    """One line of text: a newline or an escape code would break the table's rows."""
+    return text if text.isprintable() else _CONTROL.sub(" ", text)
+
+
+@dataclass(frozen=True)
+class _Column:
+    header: str
+    right: bool = False
+    floor: int | None = None
+    """Narrowest this column shrinks to (ending its cells in an ellipsis) when the console is
+    too narrow; None: it keeps its width."""
+    keep: int = 0
+    """Among the shrinkable columns, the one with the lowest ``keep`` is hidden first when even
+    their floors do not fit."""
+
+
+def _columns(ranking: Ranking, params: list[str], jobs: bool, says: bool) -> list[_Column]:
+    return [
+        _Column("rank", right=True),
+        _Column("trial"),
+        _Column("status"),
+        *((_Column("job", right=True),) if jobs else ()),
+        *((_Column("backend says", floor=12, keep=0),) if says else ()),
+        _Column(ranking.metric, right=True),
+        *(
+            _Column(name, right=True, floor=max(min(cell_len(name), 13), 6), keep=len(params) - i)
+            for i, name in enumerate(params)
+        ),
+        # The reason a trial failed is what a reader of a failed sweep looks for first.
+        _Column("note", floor=16, keep=len(params) + 1),
+    ]
+
+
+def _cells(ranking: Ranking, params: list[str], jobs: bool, says: bool) -> list[list[str]]:
+    """The table's cells, row by row, as the people reading it see them."""
+    rows = []
+    for trial in ranking.trials:
+        r = trial.result
+        rows.append(
+            [
+                str(trial.rank) if trial.rank else "-",
+                r.trial_id,
+                r.state,
+                *((r.job_id or "",) if jobs else ()),
+                *((_flat(r.backend_status or ""),) if says else ()),
+                _format_value(trial.value),
+                *(_flat(_param_text(r.params.get(n))) for n in params),
+                _flat(trial.reason or ""),
+            ]
+        )
+    return rows
+
+
+def _share(naturals: list[int], floors: list[int], room: int) -> list[int]:
+    """Widths for columns that share ``room`` cells: the narrow ones keep their width, the wide
+    ones get equal shares, none below its floor (the caller checks the floors fit)."""
+
+    def capped(cap: int) -> list[int]:
+        return [min(n, max(f, cap)) for n, f in zip(naturals, floors, strict=True)]
+
+    low, high = 0, max(naturals, default=0)
+    while low < high:  # the widest cap that fits
+        cap = (low + high + 1) // 2
+        if sum(capped(cap)) <= room:
+            low = cap
+        else:
+            high = cap - 1
+    return capped(low)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    shown: list[int]
+    """Indexes of the columns drawn."""
+    widths: list[int]
+    """Cells of each column drawn, without padding."""
+    pad: int
+    """Spaces each side of a cell."""
+
+    @property
+    def width(self) -> int:
+        return sum(self.widths) + (2 * self.pad + 1) * len(self.widths) + 1
+
+
+class LargeTable:
+    """A ranking table of many rows, drawn like rich's ``Table`` (same box, title, header, row
+    and status styles) but with every column measured once and every trial on one line.
+
+    To fit the console: cells of the shrinkable columns (parameters, note, backend says) end
+    in an ellipsis; if that is not enough, cells lose their padding; then the least useful
+    shrinkable columns are hidden, and a line under the table names them."""
+
+    def __init__(
+        self,
+        title: str,
+        columns: list[_Column],
+        rows: list[list[str]],
+        status_column: int,
+        row_styles: dict[int, str],
+    ) -> None:
+        self.title = title
+        self.columns = columns
+        self.rows = rows
+        self.status_column = status_column
+        self.row_styles = row_styles
+        # Measured once: the widths of the columns and the padding of every cell come from it.
+        self.sizes = [[_width(text) for text in row] for row in rows]
+        self.naturals = [
+            max(cell_len(column.header), *(sizes[i] for sizes in self.sizes), 1)
+            for i, column in enumerate(columns)
+        ]
+
+    def _fit(self, shown: list[int], pad: int, max_width: int) -> _Layout | None:
+        shrink = [i for i in shown if self.columns[i].floor is not None]
+        fixed = sum(self.naturals[i] for i in shown if i not in shrink)
+        room = max_width - fixed - (2 * pad + 1) * len(shown) - 1
+        floors = [min(self.naturals[i], self.columns[i].floor or 1) for i in shrink]
+        if sum(floors) > room:
+            return None
+        shared = _share([self.naturals[i] for i in shrink], floors, room)
+        widths = dict(zip(shrink, shared, strict=True))
+        return _Layout(shown, [widths.get(i, self.naturals[i]) for i in shown], pad)
+
+    def layout(self, max_width: int) -> _Layout:
+        shown = list(range(len(self.columns)))
+        for pad in (1, 0):
+            fitted = self._fit(shown, pad, max_width)
+            if fitted is not None:
+                return fitted
+        by_use = sorted(
+            (i for i, c in enumerate(self.columns) if c.floor is not None),
+            key=lambda i: self.columns[i].keep,
+        )
+        for hidden in by_use:
+            shown.remove(hidden)
+            fitted = self._fit(shown, 0, max_width)
+            if fitted is not None:
+                return fitted
+        # Even the fixed columns are wider than the console: let the terminal wrap.
+        return _Layout(shown, [self.naturals[i] for i in shown], 0)
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement(self.layout(0).width, self.layout(options.max_width).width)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        layout = self.layout(options.max_width)
+        widths, pad = layout.widths, " " * layout.pad
+        columns = [self.columns[i] for i in layout.shown]
+        box = HEAVY_HEAD.substitute(options)
+        boxed = [w + 2 * layout.pad for w in widths]
+        yield from console.render(
+            Text(self.title, style="table.title", justify="left"),
+            options.update_width(layout.width),
+        )
+        header_style = console.get_style("table.header")
+        yield Segment(box.get_top(boxed) + "\n")
+        yield Segment(box.head_left)
+        for n, (column, width) in enumerate(zip(columns, widths, strict=True)):
+            yield Segment(pad + _cell(column.header, width, column.right) + pad, header_style)
+            yield Segment(box.head_right if n == len(columns) - 1 else box.head_vertical)
+        yield Segment("\n" + box.get_row(boxed, "head") + "\n")
+        # A row is three segments (before, at and after the coloured status), so 10,000 rows
+        # cost a string join each rather than a rich layout per cell.
+        mid = pad + box.mid_vertical + pad
+        left, right = box.mid_left + pad, pad + box.mid_right + "\n"
+        at = layout.shown.index(self.status_column)
+        rights = [c.right for c in columns]
+        status_styles = {state: Style.parse(style) for state, style in STATE_STYLES.items()}
+        for index, (row, sizes) in enumerate(zip(self.rows, self.sizes, strict=True)):
+            cells = [
+                _cell(row[i], w, r, sizes[i])
+                for i, w, r in zip(layout.shown, widths, rights, strict=True)
+            ]
+            status = status_styles.get(row[self.status_column], Style.null())
+            row_style = self.row_styles.get(index)
+            if row_style is None:
+                yield Segment(left + mid.join(cells[:at]) + mid)
+                yield Segment(cells[at], status)
+                yield Segment(mid + mid.join(cells[at + 1 :]) + right)
+                continue
+            style = Style.parse(row_style)
+            yield Segment(box.mid_left)
+            for n, text in enumerate(cells):
+                yield Segment(pad, style)
+                yield Segment(text, style + status if n == at else style)
+                yield Segment(pad, style)
+                yield Segment(box.mid_right if n == len(cells) - 1 else box.mid_vertical)
+            yield Segment.line()
+        yield Segment(box.get_bottom(boxed) + "\n")
+        hidden = [c.header for i, c in enumerate(self.columns) if i not in layout.shown]
+        if hidden:
+            yield Segment(
+                f"not shown in {options.max_width} columns: {', '.join(hidden)} "
+                "(a wider terminal or the JSON output shows them)\n",
+                console.get_style("dim"),
+            )
+
+
+def _width(text: str) -> int:
+    # Cells hold no control characters (_flat), so ASCII is one cell a character; the test is
+    # C-fast where cell_len's cache lookup is not.
+    return len(text) if text.isascii() else cell_len(text)
+
+
+def _cell(text: str, width: int, right: bool, size: int | None = None) -> str:
+    """``text`` (``size`` cells wide) in exactly ``width`` cells: padded, or cut with an
+    ellipsis."""
+    size = _width(text) if size is None else size
+    if size > width:
+        return set_cell_size(text, width - 1) + "…" if width > 1 else set_cell_size(text, width)
+    pad = " " * (width - size)
+    return pad + text if right else text + pad
+
+
+def ranking_table(
+    ranking: Ranking, *, title: str | None = None, jobs: bool = False
+) -> Table | LargeTable:
+    """The ranking for people; ``jobs`` adds each trial's backend job id and state.
+
+    Up to :data:`LARGE_TABLE` trials a rich ``Table`` that wraps long notes; above, a
+    :class:`LargeTable` that looks the same with one line per trial."""
     params = varying_params(ranking)
     direction = "lower is better" if ranking.lower_is_better else "higher is better"
-    table = Table(
-        title=title or f"{ranking.sweep_id}: ranked by {ranking.metric} ({direction})",
-        title_justify="left",
-    )
+    title = title or f"{ranking.sweep_id}: ranked by {ranking.metric} ({direction})"
     says = jobs and any(t.result.backend_status for t in ranking.trials)
+    rows = _cells(ranking, params, jobs, says)
+    best = {i: "bold green" for i, t in enumerate(ranking.trials) if t.rank == 1}
+    if len(rows) > LARGE_TABLE:
+        return LargeTable(title, _columns(ranking, params, jobs, says), rows, 2, best)
+    table = Table(title=title, title_justify="left")
     table.add_column("rank", justify="right")
     table.add_column("trial", min_width=12, no_wrap=True)
     table.add_column("status", min_width=9, no_wrap=True)
@@ -111,20 +355,11 @@ def ranking_table(ranking: Ranking, *, title: str | None = None, jobs: bool = Fa
     for name in params:
         table.add_column(name, justify="right", min_width=min(len(name), 13))
     table.add_column("note", overflow="fold")
-    for trial in ranking.trials:
-        r = trial.result
-        style = "bold green" if trial.rank == 1 else None
-        table.add_row(
-            str(trial.rank) if trial.rank else "-",
-            r.trial_id,
-            Text(r.state, style=STATE_STYLES.get(r.state, "")),
-            *((r.job_id or "",) if jobs else ()),
-            *((r.backend_status or "",) if says else ()),
-            _format_value(trial.value),
-            *(_param_text(r.params.get(n)) for n in params),
-            trial.reason or "",
-            style=style,
-        )
+    for index, row in enumerate(rows):
+        # Text, not str: a reason or a parameter value is never read as console markup.
+        cells = [Text(cell) for cell in row]
+        cells[2].stylize(STATE_STYLES.get(row[2], ""))
+        table.add_row(*cells, style=best.get(index))
     return table
 
 
@@ -194,7 +429,9 @@ def ranking_markdown(ranking: Ranking) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_ranking(ranking: Ranking, fmt: str, *, best_only: bool = False) -> str | Table:
+def render_ranking(
+    ranking: Ranking, fmt: str, *, best_only: bool = False
+) -> str | Table | LargeTable:
     if fmt == "json":
         return json.dumps(ranking_json(ranking, best_only=best_only), indent=2)
     if best_only:
