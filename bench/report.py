@@ -41,11 +41,12 @@ from rich.text import Text
 
 from skysweep import cli
 from skysweep.collect import Collector, TrialResult
-from skysweep.manifest import Manifest, TrialRecord, read_manifest, write_manifest
+from skysweep.ledger import Ledger, SweepHeader
 from skysweep.rank import Ranking, rank
 from skysweep.report import STATE_STYLES, ranking_table, varying_params
 from skysweep.store import FileStore, join
 from skysweep.task import parameter_text
+from skysweep.trial import Trial
 
 TARGET_TABLE_S = 1.0
 TARGET_JSON_S = 0.5
@@ -220,9 +221,9 @@ def in_process(sizes: list[int], runs: int) -> None:
 
 
 def write_sweep(root: Path, sweep_id: str, results: list[TrialResult]) -> str:
-    """A sweep in a file store as the manifest, the job wrapper and the jobs leave it."""
+    """A sweep in a file store as the controller, the job wrapper and the jobs leave it."""
     store = FileStore(root)
-    manifest = Manifest(
+    header = SweepHeader(
         sweep_id=sweep_id,
         name="bench",
         created_at="2026-01-01T00:00:00+00:00",
@@ -232,9 +233,9 @@ def write_sweep(root: Path, sweep_id: str, results: list[TrialResult]) -> str:
         lower_is_better=True,
         backend="local",
         store_url=store.url,
-        trials=[TrialRecord(trial_id=r.trial_id, index=r.index, params=r.params) for r in results],
+        expected_trials=len(results),
     )
-    write_manifest(store, manifest)
+    Ledger.create(store, header).add_trials([Trial(r.index, r.trial_id, r.params) for r in results])
     for r in results:
         if r.state == "running":
             continue
@@ -272,7 +273,7 @@ def end_to_end(n: int, runs: int) -> None:
                 [
                     sys.executable,
                     "-c",
-                    "import skysweep.cli, skysweep.follow, skysweep.backends, "
+                    "import skysweep.cli, skysweep.controller, skysweep.backends, "
                     "skysweep.report, rich.console",
                 ],
                 env,
@@ -281,20 +282,21 @@ def end_to_end(n: int, runs: int) -> None:
         )
         store = FileStore(root)
         start = time.perf_counter()
-        manifest = read_manifest(store, "bench")
+        ledger = Ledger.open(store, "bench")
         read = time.perf_counter() - start
         start = time.perf_counter()
-        collected = Collector(store, "bench").collect(manifest)
+        collected = Collector(store, "bench").collect(ledger)
         collect = time.perf_counter() - start
         start = time.perf_counter()
-        ranking = rank("bench", collected, manifest.metric, manifest.lower_is_better)
+        header = ledger.header
+        ranking = rank("bench", collected, header.metric, header.lower_is_better)
         ranked = time.perf_counter() - start
         table = timed(lambda: cli._print_ranking(ranking, cli.Format.table), False, 1)[0]
         as_json = timed(lambda: cli._print_ranking(ranking, cli.Format.json), False, 1)[0]
         print(
             "  where it goes, in process:\n"
             f"    python start {floor:.2f} s, imports {imports - floor:.2f} s,\n"
-            f"    read manifest {read:.2f} s, collect {collect:.2f} s "
+            f"    read the ledger {read:.2f} s, collect {collect:.2f} s "
             f"(listing finished/ and the collected.json snapshot), rank {ranked:.2f} s,\n"
             f"    print table {table:.2f} s, print json {as_json:.2f} s"
         )

@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field, ValidationError
 from skysweep import __version__
 from skysweep.errors import StoreError, SweepNotFoundError, UsageError
 from skysweep.store import MAX_CONNECTIONS, Store, join
-from skysweep.task import Scalar, TaskSpec
+from skysweep.task import Scalar, TaskSpec, WrittenFloat
 from skysweep.trial import Attempt, JobHandle, Trial
 
 HEADER = "sweep.json"
@@ -62,6 +62,8 @@ class SweepHeader(BaseModel):
     expected_trials: int | None = None
     """How many trials the source will give, when it knows (a grid does)."""
     spread: bool = False
+    written: dict[str, str] = Field(default_factory=dict)
+    """Numbers in ``task`` as the user wrote them (``1.10``), by their JSON path."""
 
     @classmethod
     def new(
@@ -84,6 +86,7 @@ class SweepHeader(BaseModel):
             git_commit=_git_commit(task_file.parent),
             task_file=str(task_file),
             task=task.model_dump(mode="json", exclude_none=True),
+            written=written_texts(task.model_dump(exclude_none=True)),
             metric=sweeps.sweep_metric if sweeps else "eval/loss",
             lower_is_better=sweeps.lower_is_better if sweeps else True,
             backend=backend,
@@ -94,7 +97,7 @@ class SweepHeader(BaseModel):
         )
 
     def task_spec(self) -> TaskSpec:
-        return TaskSpec.model_validate(self.task)
+        return TaskSpec.model_validate(with_written(self.task, self.written))
 
 
 class TrialRecord(BaseModel):
@@ -103,9 +106,49 @@ class TrialRecord(BaseModel):
     params: dict[str, Scalar]
     resources: dict[str, Any] = Field(default_factory=dict)
     created_at: str | None = None
+    written: dict[str, str] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, trial: Trial, created_at: str | None = None) -> TrialRecord:
+        return cls(
+            trial_id=trial.trial_id,
+            index=trial.index,
+            params=trial.params,
+            resources=trial.resources,
+            created_at=created_at,
+            written=written_texts(trial.params),
+        )
 
     def trial(self) -> Trial:
-        return Trial(self.index, self.trial_id, dict(self.params), dict(self.resources))
+        params = with_written(dict(self.params), self.written)
+        return Trial(self.index, self.trial_id, params, dict(self.resources))
+
+
+def written_texts(value: Any, path: tuple[str | int, ...] = ()) -> dict[str, str]:
+    """The numbers in ``value`` whose written text JSON would not keep (``1.10``), by path."""
+    found: dict[str, str] = {}
+    if isinstance(value, WrittenFloat):
+        if value.text != repr(float(value)):
+            found[json.dumps(path)] = value.text
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            found.update(written_texts(item, (*path, str(key))))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found.update(written_texts(item, (*path, index)))
+    return found
+
+
+def with_written(value: Any, written: dict[str, str]) -> Any:
+    """``value`` with the numbers of :func:`written_texts` back as the user wrote them."""
+    for key, text in written.items():
+        path = json.loads(key)
+        node = value
+        for part in path[:-1]:
+            node = node[part]
+        if path and float(node[path[-1]]) == float(text):
+            node[path[-1]] = WrittenFloat(text)
+    return value
 
 
 class RetryRequest(BaseModel):
@@ -281,15 +324,7 @@ class Ledger:
         self._write_all(
             (
                 join(self.sweep_id, "records", t.trial_id, "trial.json"),
-                TrialRecord(
-                    trial_id=t.trial_id,
-                    index=t.index,
-                    params=t.params,
-                    resources=t.resources,
-                    created_at=created,
-                )
-                .model_dump_json()
-                .encode(),
+                TrialRecord.of(t, created).model_dump_json().encode(),
             )
             for t in trials
         )

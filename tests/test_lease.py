@@ -166,10 +166,10 @@ def test_resume_of_a_lease_taken_over_raises(make_store: MakeStore) -> None:
 
 def test_resume_takes_up_a_handed_over_lease(make_store: MakeStore) -> None:
     lease = Lease.acquire(make_store(), SWEEP)
-    lease.hand_over(4242)
+    lease.hand_over(os.getppid())  # another live process of this machine
     holder = current(lease.store, SWEEP)
     assert holder is not None
-    assert holder.pid == 4242
+    assert holder.pid == os.getppid()
     resumed = Lease.resume(make_store(), SWEEP, lease.generation, lease.holder.token)
     assert resumed.holder.pid == os.getpid()
     assert resumed.renew(force=True) is True

@@ -595,10 +595,13 @@ def _job_metrics(tmp_path: Path, task: Path, *flags: str) -> list[dict[str, obje
     result = json.loads(done.stdout)
     by_id = {t["trial_id"]: t for t in result["trials"]}
     trials = store / result["sweep_id"] / "trials"
-    manifest = json.loads((store / result["sweep_id"] / "sweep.json").read_text())
+    records = [
+        json.loads(path.read_text())
+        for path in (store / result["sweep_id"] / "records").glob("*/trial.json")
+    ]
     return [
         json.loads((trials / record["trial_id"] / "metrics.json").read_text())
-        for record in sorted(manifest["trials"], key=lambda r: r["index"])
+        for record in sorted(records, key=lambda r: r["index"])
         if record["trial_id"] in by_id
     ]
 

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from skysweep.collect import TrialResult
-from skysweep.manifest import Manifest, TrialRecord, write_manifest
+from skysweep.ledger import Ledger, SweepHeader
 from skysweep.rank import Ranking, rank
 from skysweep.report import (
     LARGE_TABLE,
@@ -29,6 +29,7 @@ from skysweep.report import (
     state_counts,
 )
 from skysweep.store import FileStore, join
+from skysweep.trial import Trial
 
 # CJK, an emoji, fullwidth "full": display width and len() differ.
 MODELS = [
@@ -243,26 +244,22 @@ def test_best_only_without_a_best_trial_keeps_the_format() -> None:
 
 
 def write_sweep(root: Path, sweep_id: str, trials: list[TrialResult]) -> None:
-    """A finished sweep in a file store, written the way the manifest, the job wrapper and
-    the jobs write it."""
+    """A finished sweep in a file store, written the way the controller, the job wrapper
+    and the jobs write it."""
     store = FileStore(root)
-    write_manifest(
-        store,
-        Manifest(
-            sweep_id=sweep_id,
-            name="big",
-            created_at="2026-01-01T00:00:00+00:00",
-            task_file="task.yaml",
-            task={"name": "big", "run": "true"},
-            metric="eval/loss",
-            lower_is_better=True,
-            backend="local",
-            store_url=store.url,
-            trials=[
-                TrialRecord(trial_id=t.trial_id, index=t.index, params=t.params) for t in trials
-            ],
-        ),
+    header = SweepHeader(
+        sweep_id=sweep_id,
+        name="big",
+        created_at="2026-01-01T00:00:00+00:00",
+        task_file="task.yaml",
+        task={"name": "big", "run": "true"},
+        metric="eval/loss",
+        lower_is_better=True,
+        backend="local",
+        store_url=store.url,
+        expected_trials=len(trials),
     )
+    Ledger.create(store, header).add_trials([Trial(t.index, t.trial_id, t.params) for t in trials])
     for t in trials:
         if t.state not in ("succeeded", "failed"):
             continue
