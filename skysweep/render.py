@@ -220,7 +220,31 @@ def dump_spec(spec: dict[str, Any]) -> str:
         )
         if yaml.load(text, Loader=_FastLoader) == spec:
             return text
-    return yaml.dump(spec, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=100)
+    # A top-level block mapping is written entry by entry, each at column 0 and independent
+    # of the others, so the entries trials share (the scripts, resources, mounts) are
+    # written once and only the name and envs per trial.
+    return "".join(_dump_entry(key, value) for key, value in spec.items())
+
+
+_ENTRIES: dict[tuple[str, Any], str] = {}
+_ENTRIES_MAX = 1024
+
+
+def _dump_entry(key: str, value: Any) -> str:
+    if key in ("name", "envs"):  # differ in every trial: not worth remembering
+        return _dump({key: value})
+    memo = (key, value if isinstance(value, str | int | float | bool) else json.dumps(value))
+    text = _ENTRIES.get(memo)
+    if text is None:
+        text = _dump({key: value})
+        if len(_ENTRIES) >= _ENTRIES_MAX:
+            _ENTRIES.clear()
+        _ENTRIES[memo] = text
+    return text
+
+
+def _dump(data: dict[str, Any]) -> str:
+    return yaml.dump(data, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=100)
 
 
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
