@@ -654,6 +654,35 @@ def test_render_out_that_is_a_file_is_a_usage_error(tmp_path: Path, isolated_hom
     assert str(taken) in done.stderr and "is a file" in done.stderr
     assert "folder" in done.stderr and "Traceback" not in done.stderr
     assert taken.read_text() == "mine\n"
+    below = run_cli(
+        "render", str(EXAMPLES / "quickstart" / "task.yaml"), "--out", str(taken / "specs")
+    )
+    assert below.code == 2, below
+    assert str(taken / "specs") in below.stderr and "Traceback" not in below.stderr
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"envs": {"bad-name": "x"}},
+        {"envs": {"lr": None}},  # a name every trial has, with no value
+    ],
+    ids=["env-name", "env-none"],
+)
+def test_validate_rejects_what_skypilot_rejects_past_the_first_trial(
+    sky: ModuleType, broken: dict[str, Any]
+) -> None:
+    from skysweep.backends.sky import validate
+
+    rendered = render_task(task_of(sweeps={"sweep_config": {"lr": [1, 2, 3]}}))
+    validate(rendered)
+    last = rendered[-1]
+    spec = {**last.spec, **broken, "envs": {**last.spec["envs"], **broken.get("envs", {})}}
+    with pytest.raises(ValueError):  # SkyPilot itself rejects it...
+        accepted(sky, spec)
+    with pytest.raises(UsageError, match=rf"trial {last.trial.trial_id}.*SkyPilot rejects") as ours:
+        validate([*rendered[:-1], RenderedTrial(last.trial, spec)])  # ...and so do we
+    assert ours.value.exit_code == 2
 
 
 def test_trials_of_one_shape_share_no_mutable_part() -> None:
