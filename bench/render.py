@@ -1,6 +1,7 @@
-"""Benchmark: CLI start time, and rendering plus SkyPilot validation of a 1,000-trial grid.
+"""Benchmark: CLI start time; rendering, validating and writing sweeps of 1k to 100k trials.
 
-    python bench/render.py [--runs 7] [--trials 1000] [--profile] [--importtime]
+    python bench/render.py [--runs 7] [--trials 1000] [--sizes 1000,10000,100000]
+                           [--sample 500] [--profile] [--importtime]
 
 Prints, side by side in one run:
 - ``skysweep --help`` wall time (median of ``--runs`` subprocess runs of the console script)
@@ -9,8 +10,13 @@ Prints, side by side in one run:
 - ``import sky``, measured apart from validation;
 - validation of every spec with ``sky.Task.from_yaml_config`` (the baseline), and
   skysweep's own ``validate`` (one full SkyPilot validation per distinct spec structure; the
-  per-trial parts, name and env values, checked against SkyPilot's own env schema and name
-  rule), each with its per-trial cost.
+  per-trial part, the name, checked with SkyPilot's own name rule), each with its per-trial
+  cost;
+- for each of ``--sizes`` (each in a fresh process, for its peak memory): what
+  ``skysweep render --out`` does, stage by stage (load + expand + render, validate, YAML
+  files written), wall and CPU seconds and peak RSS, beside the BASELINE: the approach
+  before (the template rendered and its text parsed per trial, pure-Python ``yaml.dump``,
+  SkyPilot's env schema run per trial), measured on ``--sample`` trials and scaled linearly.
 ``--profile`` adds the top of a cProfile of the full validation; ``--importtime`` the
 heaviest imports of ``skysweep --help`` (``python -X importtime``).
 """
@@ -23,8 +29,10 @@ import cProfile
 import io
 import json
 import math
+import os
 import pstats
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -35,10 +43,24 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from skysweep.backends.sky import validate
 from skysweep.expand import expand
 from skysweep.load import load
-from skysweep.render import Placement, RenderedTrial, render
+from skysweep.render import (
+    Placement,
+    RenderedTrial,
+    _FastLoader,
+    _infra_list,
+    _PyBlockDumper,
+    _resources,
+    _start_dir_command,
+    _template,
+    dump_spec,
+    render,
+)
+from skysweep.task import SECRET_REFERENCE, TaskSpec, parameter_text
 
 TARGET_HELP_S = 0.3
 TARGET_RENDER_S = 3.0
@@ -100,6 +122,7 @@ def fast_path_is_faithful(
         {**item.spec, "envs": {**item.spec["envs"], "bad-name": "x"}},
         {**item.spec, "envs": {**item.spec["envs"], "lr": None}},
         {**item.spec, "envs": {**item.spec["envs"], "9lives": "x"}},
+        {**item.spec, "envs": {**item.spec["envs"], "seed": None}},  # a name every trial has
     ]
     for spec in broken:
         trials = [*rendered[:-1], RenderedTrial(item.trial, spec, item.secret_envs)]
@@ -135,7 +158,13 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--importtime", action="store_true")
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--sample", type=int, default=500)
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one is not None:
+        print(json.dumps(one_size(args.one, args.sample)))
+        return
 
     script = console_script()
     baseline = median_wall([sys.executable, "-c", "pass"], args.runs)
@@ -201,6 +230,8 @@ def main() -> None:
             f"{'' if per is None else f'{per * ms:8.3f} ms':>11}  {verdict}"
         )
     print(f"skysweep's validate rejects what SkyPilot rejects: {'yes' if faithful else 'NO'}")
+    if args.sizes:
+        scale_table([int(size) for size in args.sizes.split(",")], args.sample)
 
     if args.profile:
         profile = cProfile.Profile()
@@ -221,6 +252,173 @@ def main() -> None:
         print("\nheaviest imports of `skysweep --help` (cumulative us, depth, module):")
         for cumulative, depth, module in heaviest_imports(["-m", "skysweep", "--help"], 15):
             print(f"{cumulative:>9} {depth:>3}  {module}")
+
+
+# --- sweeps of 1k to 100k trials, each size in a fresh process ---------------------------
+
+SWEEP_ID = "bench-grid-20260101-000000-abcd"
+PLACEMENT = Placement.mounted(f"s3://bucket/sweeps/{SWEEP_ID}")
+
+
+def write_specs(rendered: list[RenderedTrial], out: Path, to_yaml: Callable[..., str]) -> None:
+    """As ``skysweep render --out`` does: one YAML file per trial."""
+    out.mkdir(parents=True, exist_ok=True)
+    for item in rendered:
+        path = out / f"{item.trial.index:04d}-{item.trial.trial_id}.yaml"
+        path.write_text(to_yaml(item.spec), encoding="utf-8")
+
+
+def render_before(task: TaskSpec, trials: list[Any], task_dir: Path) -> list[RenderedTrial]:
+    """BASELINE: render as before this change: the whole template per trial, then parsed."""
+    template = _template("task.yaml.j2")
+    enter = _start_dir_command(task)
+    secret_envs = {k: v for k, v in task.envs.items() if SECRET_REFERENCE.search(v)}
+    plain_envs = {k: v for k, v in task.envs.items() if k not in secret_envs}
+    wrapped_run = _template("run_wrapper.sh.j2").render(
+        enter_start_dir=enter, run=task.run.rstrip("\n")
+    )
+    infra_list = _infra_list(task)
+    out = []
+    for trial in trials:
+        sweep_dir = PLACEMENT.sweep_dir
+        envs = {
+            **plain_envs,
+            **{name: parameter_text(value) for name, value in trial.params.items()},
+            "SKYSWEEP_PARAMS": json.dumps(trial.params, sort_keys=True),
+            "SKYSWEEP_SWEEP_ID": SWEEP_ID,
+            "SKYSWEEP_TRIAL_ID": trial.trial_id,
+            "SKYSWEEP_SWEEP_DIR": sweep_dir,
+            "SKYSWEEP_OUTPUT_DIR": f"{sweep_dir}/trials/{trial.trial_id}",
+        }
+        text = template.render(
+            job_name=f"{SWEEP_ID}-{trial.trial_id}",
+            workdir_git=None,
+            workdir=str(task_dir),
+            num_nodes=trial.resources.get("num_nodes", task.resources.num_nodes),
+            resources=_resources(task, trial, infra_list, False),
+            envs=envs,
+            secrets=list(secret_envs),
+            mount_source=PLACEMENT.mount_source,
+            mount_point=PLACEMENT.mount_point,
+            setup=task.setup,
+            enter_start_dir=enter,
+            wrapped_run=wrapped_run,
+        )
+        out.append(RenderedTrial(trial, yaml.load(text, Loader=_FastLoader), secret_envs))
+    return out
+
+
+def validate_before(rendered: list[RenderedTrial]) -> None:
+    """BASELINE: the validation before this change: SkyPilot's env schema run per trial."""
+    import jsonschema
+    import sky
+    from sky.utils import schemas
+
+    envs_schema = schemas.get_task_schema()["properties"]["envs"]
+    envs_validator = jsonschema.validators.validator_for(envs_schema)(envs_schema)
+    checked: set[str] = set()
+    for item in rendered:
+        spec = item.spec
+        shape = {k: v for k, v in spec.items() if k not in ("name", "envs")}
+        key = json.dumps({**shape, "envs": sorted(spec["envs"])}, sort_keys=True, default=str)
+        if key not in checked:
+            sky.Task.from_yaml_config(copy.deepcopy(spec))
+            checked.add(key)
+            continue
+        problem = jsonschema.exceptions.best_match(envs_validator.iter_errors(spec["envs"]))
+        assert problem is None and sky.task._is_valid_name(spec["name"])
+
+
+def dump_before(spec: dict[str, Any]) -> str:
+    """BASELINE: the pure-Python emitter."""
+    return yaml.dump(spec, Dumper=_PyBlockDumper, sort_keys=False, allow_unicode=True, width=100)
+
+
+def cpu_timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    value = fn()
+    return time.perf_counter() - wall, time.process_time() - cpu, value
+
+
+def one_size(trials: int, sample: int) -> dict[str, Any]:
+    """Run in a child process: the stages for one size, now and (sampled) before."""
+    result: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        task = load(grid_task(Path(folder), trials))
+        t_import = cpu_timed(lambda: __import__("sky"))
+        result["import sky"] = t_import[:2]
+        if sample:
+            every = expand(task)
+            n = len(every)
+            part = every[:sample]
+            scale = n / len(part)
+            wall, cpu, rendered = cpu_timed(lambda: render_before(task, part, Path(folder)))
+            result["expand + render"] = (wall * scale, cpu * scale)
+            wall, cpu, _ = cpu_timed(lambda: validate_before(rendered))
+            result["validate"] = (wall * scale, cpu * scale)
+            wall, cpu, _ = cpu_timed(
+                lambda: write_specs(rendered, Path(folder) / "out", dump_before)
+            )
+            result["write YAML files"] = (wall * scale, cpu * scale)
+            result["trials"] = n
+            result["peak_rss_mb"] = None
+            return result
+        wall, cpu, rendered = cpu_timed(
+            lambda: render(
+                task, expand(task), sweep_id=SWEEP_ID, placement=PLACEMENT, task_dir=Path(folder)
+            )
+        )
+        result["expand + render"] = (wall, cpu)
+        result["validate"] = cpu_timed(lambda: validate(rendered))[:2]
+        result["write YAML files"] = cpu_timed(
+            lambda: write_specs(rendered, Path(folder) / "out", dump_spec)
+        )[:2]
+        result["trials"] = len(rendered)
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def scale_table(sizes: list[int], sample: int) -> None:
+    stages = ["expand + render", "validate", "write YAML files"]
+    print(
+        f"\nskysweep render --out, by sweep size (each a fresh process; BASELINE = before, "
+        f"measured on {sample} trials and scaled; wall | cpu seconds; import sky apart)"
+    )
+    print(
+        f"{'trials':>7} {'stage':<24} {'now wall':>9} {'now cpu':>8} "
+        f"{'BASE wall':>10} {'BASE cpu':>9} {'ratio (cpu)':>11}"
+    )
+    for size in sizes:
+        runs = {}
+        for label, sampled in (("now", 0), ("before", sample)):
+            done = subprocess.run(
+                [sys.executable, __file__, "--one", str(size), "--sample", str(sampled)],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            )
+            runs[label] = json.loads(done.stdout.strip().splitlines()[-1])
+        now, before = runs["now"], runs["before"]
+        totals = [0.0, 0.0, 0.0, 0.0]
+        for stage in stages:
+            (nw, nc), (bw, bc) = now[stage], before[stage]
+            totals = [totals[0] + nw, totals[1] + nc, totals[2] + bw, totals[3] + bc]
+            print(
+                f"{now['trials']:>7} {stage:<24} {nw:9.2f} {nc:8.2f} {bw:10.2f} {bc:9.2f} "
+                f"{bc / nc:10.1f}x"
+            )
+        nw, nc, bw, bc = totals
+        verdict = "ok" if nw <= TARGET_RENDER_S else "OVER"
+        print(
+            f"{now['trials']:>7} {'total':<24} {nw:9.2f} {nc:8.2f} {bw:10.2f} {bc:9.2f} "
+            f"{bc / nc:10.1f}x  target {TARGET_RENDER_S:.0f} s wall at 10k: {verdict}"
+        )
+        iw, ic = now["import sky"]
+        print(
+            f"{'':>7} {'+ import sky':<24} {iw:9.2f} {ic:8.2f}   peak RSS now: "
+            f"{now['peak_rss_mb']:.0f} MB"
+        )
 
 
 if __name__ == "__main__":

@@ -152,6 +152,11 @@ def render(
     from skysweep.settings import store_for, store_url
     from skysweep.store import S3_SCHEMES
 
+    if out.exists() and not out.is_dir():
+        raise UsageError(
+            f"--out {out} is a file; render writes one YAML per trial into a folder",
+            hint="pass a folder that does not exist yet or is one, e.g. --out specs/",
+        )
     task = _load(task_file, sweep)
     trials = expand(task)
     url = store_url(store)
@@ -167,9 +172,16 @@ def render(
         spread=spread,
     )
     validate(rendered)
-    out.mkdir(parents=True, exist_ok=True)
-    for item in rendered:
-        (out / f"{item.trial.index:04d}-{item.trial.trial_id}.yaml").write_text(item.to_yaml())
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for item in rendered:
+            path = out / f"{item.trial.index:04d}-{item.trial.trial_id}.yaml"
+            path.write_text(item.to_yaml(), encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(
+            f"--out {out}: cannot write the specs there: {exc.strerror or exc}",
+            hint="pass a folder you can write to (it is created if it does not exist)",
+        ) from exc
     err = _err()
     err.print(
         f"{len(rendered)} trial spec(s) written to {out} (sweep id {sweep_id}); "

@@ -9,6 +9,8 @@ memory at launch time and never reach a rendered file.
 from __future__ import annotations
 
 import json
+import re
+import secrets
 import shlex
 from dataclasses import dataclass, field
 from functools import cache
@@ -74,7 +76,13 @@ def render(
     task_dir: Path,
     spread: bool = False,
 ) -> list[RenderedTrial]:
-    """Render every trial. ``spread`` assigns trials round-robin over ``resources.infra``."""
+    """Render every trial. ``spread`` assigns trials round-robin over ``resources.infra``.
+
+    The template is rendered and parsed once per spec shape (resources, node count, env
+    names), with slots for the job name and the env values; each trial is a copy of that
+    parsed shape with its own values in the slots. Values filled this way never pass
+    through YAML text, so any string arrives as it is.
+    """
     template = _template("task.yaml.j2")
     wrapper = _template("run_wrapper.sh.j2")
     enter = _start_dir_command(task)
@@ -85,35 +93,81 @@ def render(
         workdir_git = {"url": task.github_repo_url, "ref": task.github_repo_branch}
     wrapped_run = wrapper.render(enter_start_dir=enter, run=task.run.rstrip("\n"))
     infra_list = _infra_list(task)
+    token = secrets.token_hex(8)
+    shapes: dict[str, dict[str, Any]] = {}
     rendered: list[RenderedTrial] = []
     for trial in trials:
         output_dir = str(PurePosixPath(placement.sweep_dir) / "trials" / trial.trial_id)
         envs = {
             **plain_envs,
             **{name: parameter_text(value) for name, value in trial.params.items()},
-            "SKYSWEEP_PARAMS": json.dumps(trial.params, sort_keys=True),
+            "SKYSWEEP_PARAMS": json.dumps(trial.params, sort_keys=True, ensure_ascii=False),
             "SKYSWEEP_SWEEP_ID": sweep_id,
             "SKYSWEEP_TRIAL_ID": trial.trial_id,
             "SKYSWEEP_SWEEP_DIR": placement.sweep_dir,
             "SKYSWEEP_OUTPUT_DIR": output_dir,
         }
-        text = template.render(
-            job_name=f"{sweep_id}-{trial.trial_id}",
-            workdir_git=workdir_git,
-            workdir=None if workdir_git else str(task_dir),
-            num_nodes=trial.resources.get("num_nodes", task.resources.num_nodes),
-            resources=_resources(task, trial, infra_list, spread),
-            envs=envs,
-            secrets=list(secret_envs),
-            mount_source=placement.mount_source,
-            mount_point=placement.mount_point,
-            setup=task.setup,
-            enter_start_dir=enter,
-            wrapped_run=wrapped_run,
-        )
-        spec = yaml.load(text, Loader=_FastLoader)
+        num_nodes = trial.resources.get("num_nodes", task.resources.num_nodes)
+        resources = _resources(task, trial, infra_list, spread)
+        key = json.dumps([resources, num_nodes, list(envs)], default=str)
+        shape = shapes.get(key)
+        if shape is None:
+            slots = [f"skysweep-slot-{token}-{i}" for i in range(len(envs) + 1)]
+            text = template.render(
+                job_name=slots[0],
+                workdir_git=workdir_git,
+                workdir=None if workdir_git else str(task_dir),
+                num_nodes=num_nodes,
+                resources=resources,
+                envs=dict(zip(envs, slots[1:], strict=True)),
+                secrets=list(secret_envs),
+                mount_source=placement.mount_source,
+                mount_point=placement.mount_point,
+                setup=task.setup,
+                enter_start_dir=enter,
+                wrapped_run=wrapped_run,
+            )
+            shape = shapes[key] = yaml.load(text, Loader=_FastLoader)
+            _check_slots(shape, slots)
+        values = {f"skysweep-slot-{token}-0": f"{sweep_id}-{trial.trial_id}"}
+        for i, value in enumerate(envs.values(), start=1):
+            values[f"skysweep-slot-{token}-{i}"] = value
+        spec = _fill(shape, values)
         rendered.append(RenderedTrial(trial, spec, secret_envs))
     return rendered
+
+
+def _fill(node: Any, values: dict[str, str]) -> Any:
+    """A fresh copy of a parsed shape with its slots replaced: no trial shares a container."""
+    if isinstance(node, str):
+        return values.get(node, node)
+    if isinstance(node, dict):
+        return {key: _fill(value, values) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_fill(value, values) for value in node]
+    return node
+
+
+def _check_slots(shape: Any, slots: list[str]) -> None:
+    """Slots are filled only where they stand as whole values: one spliced into other text
+    (a template edit) would be left unfilled silently, so it fails here, once per shape."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, str):
+            found.append(node)
+        elif isinstance(node, dict):
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(shape)
+    if sorted(v for v in found if v in set(slots)) != sorted(slots):
+        raise RuntimeError(
+            "templates/task.yaml.j2 must write the job name and each env value as a whole value"
+        )
 
 
 def resolve_secrets(rendered: RenderedTrial, environ: dict[str, str]) -> dict[str, str]:
@@ -153,8 +207,57 @@ def _secret_value(name: str, environ: dict[str, str]) -> str | None:
 
 
 def dump_spec(spec: dict[str, Any]) -> str:
-    """YAML for people: multi-line scripts as literal blocks."""
-    return yaml.dump(spec, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=100)
+    """YAML for people: multi-line scripts as literal blocks.
+
+    libyaml's emitter (10x faster) writes a character beyond the BMP as ``\\U0001F680``, and
+    so cannot keep a script holding one as a literal block; such a spec takes the Python
+    emitter, which can, and is kept if it reads back the same: that emitter writes U+0085
+    raw, where YAML reads it as a line break.
+    """
+    if _astral_script(spec):
+        text = yaml.dump(
+            spec, Dumper=_PyBlockDumper, sort_keys=False, allow_unicode=True, width=100
+        )
+        if yaml.load(text, Loader=_FastLoader) == spec:
+            return text
+    # A top-level block mapping is written entry by entry, each at column 0 and independent
+    # of the others, so the entries trials share (the scripts, resources, mounts) are
+    # written once and only the name and envs per trial.
+    return "".join(_dump_entry(key, value) for key, value in spec.items())
+
+
+_ENTRIES: dict[tuple[str, Any], str] = {}
+_ENTRIES_MAX = 1024
+
+
+def _dump_entry(key: str, value: Any) -> str:
+    if key in ("name", "envs"):  # differ in every trial: not worth remembering
+        return _dump({key: value})
+    memo = (key, value if isinstance(value, str | int | float | bool) else json.dumps(value))
+    text = _ENTRIES.get(memo)
+    if text is None:
+        text = _dump({key: value})
+        if len(_ENTRIES) >= _ENTRIES_MAX:
+            _ENTRIES.clear()
+        _ENTRIES[memo] = text
+    return text
+
+
+def _dump(data: dict[str, Any]) -> str:
+    return yaml.dump(data, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=100)
+
+
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+
+
+def _astral_script(node: Any) -> bool:
+    if isinstance(node, str):
+        return "\n" in node and _ASTRAL.search(node) is not None
+    if isinstance(node, dict):
+        return any(_astral_script(value) for value in node.values())
+    if isinstance(node, list):
+        return any(_astral_script(value) for value in node)
+    return False
 
 
 def _resources(task: TaskSpec, trial: Trial, infra_list: list[str], spread: bool) -> dict[str, Any]:
@@ -225,12 +328,33 @@ def templates_dir() -> Path:
 
 @cache
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(templates_dir()),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
     )
+    env.filters["yaml_value"] = yaml_value
+    return env
+
+
+_UNSAFE_IN_YAML = re.compile(r"[^\x20-\x7e]")
+
+
+def yaml_value(value: Any) -> str:
+    """A value as YAML flow text that reads back as exactly that value.
+
+    JSON is YAML, except in one place: JSON writes a character beyond the BMP (an emoji) as
+    a surrogate pair, ``\\ud83d\\ude80``, which YAML rejects. So every character outside
+    printable ASCII is escaped here, with YAML's own ``\\U0001f680`` beyond the BMP: raw
+    non-ASCII could be a YAML line break (U+2028, U+0085) or a character YAML does not allow.
+    """
+    return _UNSAFE_IN_YAML.sub(_escape, json.dumps(value, ensure_ascii=False))
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def _template(name: str) -> jinja2.Template:
@@ -240,13 +364,21 @@ def _template(name: str) -> jinja2.Template:
 _FastLoader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _BlockDumper(yaml.SafeDumper):
+_FastDumper: type[Any] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _BlockDumper(_FastDumper):  # type: ignore[misc]
     pass
 
 
-def _str_block(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+class _PyBlockDumper(yaml.SafeDumper):
+    pass
+
+
+def _str_block(dumper: yaml.representer.SafeRepresenter, data: str) -> yaml.ScalarNode:
     style = "|" if "\n" in data else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 
 
 _BlockDumper.add_representer(str, _str_block)
+_PyBlockDumper.add_representer(str, _str_block)

@@ -537,3 +537,177 @@ def test_render_command_writes_one_valid_yaml_per_trial(
         assert parsed.envs["learning_rate"] in ("1e-5", "3e-5", "5e-5")
         assert yaml.safe_load(text)["secrets"] == {"TOKEN": None}
     assert "6 trial spec(s) written" in done.stderr
+
+
+# --- any Unicode, anywhere ----------------------------------------------------------------
+
+# Beyond the BMP (JSON's surrogate pairs, which YAML rejects), YAML line breaks (U+2028,
+# U+0085), characters YAML does not allow raw (DEL, C1, U+FFFE), a BOM, and plain accents.
+UNICODE = [
+    "rocket 🚀",
+    "👩\u200d🔬 \U0001d518\U0001d52b\U0001d526",  # a ZWJ sequence, math letters
+    "日本語 é ü ß",
+    "sep\u2028nel\x85end",
+    "del\x7f c1\x9b\ufeff\ufffe",
+    "multi\nline 🚀\n",
+]
+
+
+def unicode_task_text(run: str) -> str:
+    """A task file with non-ASCII text in every field a user writes."""
+    return json.dumps(
+        {
+            "name": "räkete 🚀",
+            "setup": "echo 'setup 🚀 ü'\necho done",
+            "run": run,
+            "envs": {"GREETING": "héllo 👋", "TOKEN": "{{secret.MY_TOKEN}}"},
+            "parameters": {"base": "ü🚀"},
+            "sweeps": {"sweep_config": {"p": UNICODE}},
+        },
+        ensure_ascii=False,
+    )
+
+
+DUMP_ENV = (
+    "python3 -c 'import os, json; json.dump({k: os.environ[k] for k in "
+    '("p", "base", "GREETING", "SKYSWEEP_PARAMS")}, '
+    'open(os.environ["SKYSWEEP_OUTPUT_DIR"] + "/seen.json", "w"))\'\n'
+    "echo '🚀 done'"
+)
+
+
+def test_any_unicode_renders_and_reaches_the_job(sky: ModuleType, tmp_path: Path) -> None:
+    task_file = tmp_path / "task.json"
+    task_file.write_text(unicode_task_text(DUMP_ENV), encoding="utf-8")
+    task = load(task_file)
+    rendered = render_task(task, Placement(str(tmp_path / "sweep")))
+    assert [r.spec["envs"]["p"] for r in rendered] == UNICODE
+    for item in rendered:
+        envs = item.spec["envs"]
+        assert (envs["base"], envs["GREETING"]) == ("ü🚀", "héllo 👋")
+        assert json.loads(envs["SKYSWEEP_PARAMS"]) == {"base": "ü🚀", "p": envs["p"]}
+        assert item.spec["setup"] == "echo 'setup 🚀 ü'\necho done"
+        assert "echo '🚀 done'" in item.spec["run"]
+        parsed = accepted(sky, item.spec)
+        assert parsed.envs["p"] == envs["p"]
+        text = item.to_yaml()
+        assert yaml.safe_load(text) == item.spec
+        if "\x85" not in envs["p"]:  # (PyYAML's block writer breaks a value with U+0085)
+            assert "\nrun: |" in text  # the script stays a readable block, emoji and all
+        done = run_job(item, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.endswith("🚀 done\n")
+        seen = json.loads(
+            (tmp_path / "sweep" / "trials" / item.trial.trial_id / "seen.json").read_text()
+        )
+        assert seen == {k: envs[k] for k in ("p", "base", "GREETING", "SKYSWEEP_PARAMS")}
+
+
+def test_render_command_writes_unicode_specs(
+    sky: ModuleType, tmp_path: Path, isolated_home: Path
+) -> None:
+    task_file = tmp_path / "task.json"
+    task_file.write_text(unicode_task_text(DUMP_ENV), encoding="utf-8")
+    out = tmp_path / "specs"
+    done = run_cli("render", str(task_file), "--out", str(out), env={"MY_TOKEN": "x"})
+    assert done.code == 0, done
+    files = sorted(out.glob("*.yaml"))
+    assert len(files) == len(UNICODE)
+    for path, value in zip(files, UNICODE, strict=True):
+        parsed = sky.Task.from_yaml(str(path))
+        assert parsed.envs["p"] == value
+        assert parsed.envs["GREETING"] == "héllo 👋"
+        assert json.loads(parsed.envs["SKYSWEEP_PARAMS"]) == {"base": "ü🚀", "p": value}
+        assert parsed.setup == "echo 'setup 🚀 ü'\necho done"
+        assert "echo '🚀 done'" in parsed.run
+        if "\x85" not in value:
+            assert "run: |" in path.read_text(encoding="utf-8")  # readable, not escaped
+
+
+def test_up_local_runs_unicode_values_exactly(tmp_path: Path, isolated_home: Path) -> None:
+    task_file = tmp_path / "task.json"
+    task_file.write_text(
+        unicode_task_text(
+            DUMP_ENV + '\necho \'{"eval/loss": 1}\' > "$SKYSWEEP_OUTPUT_DIR/metrics.json"'
+        ),
+        encoding="utf-8",
+    )
+    store = tmp_path / "store"
+    done = run_cli(
+        "up",
+        str(task_file),
+        "--local",
+        "--yes",
+        "--store",
+        f"file://{store}",
+        "--output",
+        "json",
+        env={"MY_TOKEN": "x"},
+    )
+    assert done.code == 0, done
+    result = json.loads(done.stdout)
+    assert sorted(t["status"] for t in result["trials"]) == ["succeeded"] * len(UNICODE)
+    seen = [
+        json.loads(path.read_text())
+        for path in (store / result["sweep_id"] / "trials").glob("*/seen.json")
+    ]
+    assert sorted(s["p"] for s in seen) == sorted(UNICODE)
+    for s in seen:
+        assert (s["base"], s["GREETING"]) == ("ü🚀", "héllo 👋")
+        assert json.loads(s["SKYSWEEP_PARAMS"]) == {"base": "ü🚀", "p": s["p"]}
+
+
+# --- the render command's output folder and what render returns -----------------------------
+
+
+def test_render_out_that_is_a_file_is_a_usage_error(tmp_path: Path, isolated_home: Path) -> None:
+    taken = tmp_path / "specs.yaml"
+    taken.write_text("mine\n")
+    done = run_cli("render", str(EXAMPLES / "quickstart" / "task.yaml"), "--out", str(taken))
+    assert done.code == 2, done
+    assert str(taken) in done.stderr and "is a file" in done.stderr
+    assert "folder" in done.stderr and "Traceback" not in done.stderr
+    assert taken.read_text() == "mine\n"
+    below = run_cli(
+        "render", str(EXAMPLES / "quickstart" / "task.yaml"), "--out", str(taken / "specs")
+    )
+    assert below.code == 2, below
+    assert str(taken / "specs") in below.stderr and "Traceback" not in below.stderr
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"envs": {"bad-name": "x"}},
+        {"envs": {"lr": None}},  # a name every trial has, with no value
+    ],
+    ids=["env-name", "env-none"],
+)
+def test_validate_rejects_what_skypilot_rejects_past_the_first_trial(
+    sky: ModuleType, broken: dict[str, Any]
+) -> None:
+    from skysweep.backends.sky import validate
+
+    rendered = render_task(task_of(sweeps={"sweep_config": {"lr": [1, 2, 3]}}))
+    validate(rendered)
+    last = rendered[-1]
+    spec = {**last.spec, **broken, "envs": {**last.spec["envs"], **broken.get("envs", {})}}
+    with pytest.raises(ValueError):  # SkyPilot itself rejects it...
+        accepted(sky, spec)
+    with pytest.raises(UsageError, match=rf"trial {last.trial.trial_id}.*SkyPilot rejects") as ours:
+        validate([*rendered[:-1], RenderedTrial(last.trial, spec)])  # ...and so do we
+    assert ours.value.exit_code == 2
+
+
+def test_trials_of_one_shape_share_no_mutable_part() -> None:
+    """Specs are filled from one parsed shape; changing one trial's spec changes no other."""
+    task = task_of(
+        resources={"infra": ["aws", "gcp"], "cpus": 2}, sweeps={"sweep_config": {"lr": [1, 2]}}
+    )
+    first, second = render_task(task)
+    first.spec["envs"]["lr"] = "changed"
+    first.spec["resources"]["any_of"][0]["infra"] = "k8s"
+    first.spec["file_mounts"]["/skysweep/store"]["mode"] = "COPY"
+    assert second.spec["envs"]["lr"] == "2"
+    assert second.spec["resources"]["any_of"][0] == {"infra": "aws"}
+    assert second.spec["file_mounts"]["/skysweep/store"]["mode"] == "MOUNT_CACHED"
