@@ -387,6 +387,8 @@ def _drive(
         )
     if relaunching:
         err.print(f"relaunched {len(first.launched)} trial(s) of {ledger.sweep_id}")
+    elif not driving.resumed and not first.actions.done and not controller.source_exhausted:
+        err.print(f"launched the first {len(first.launched)}; the rest follow as trials end.")
     if detach:
         if first.actions.done or controller.backend.name != "local":
             driving.lease.release()
@@ -424,7 +426,11 @@ def _drive(
             + ("" if handed else f"\n  resume: {hints.resume}"),
             markup=False,
         )
-        raise typer.Exit(130) from None
+        # Everything is recorded and handed over; a second Ctrl-C while Python shuts down
+        # must not turn this into a traceback or another exit code.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     driving.lease.release()
     if final.actions.stop:
         err.print(f"stopped: {final.actions.stop}", markup=False)

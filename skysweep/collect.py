@@ -15,13 +15,13 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from skysweep.errors import StoreError
-from skysweep.store import MAX_CONNECTIONS, Store, join
+from skysweep.store import MAX_CONNECTIONS, Store, concurrently, join
 from skysweep.task import Scalar
 from skysweep.trial import Attempt, Trial, TrialState
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from skysweep.ledger import Ledger
 
 SNAPSHOT = "collected.json"
+SNAPSHOT_EVERY = 10.0
 FETCH_WORKERS = min(32, MAX_CONNECTIONS)
 """Trials fetched at once on a look that finds new records (two GETs each). Past ~32 the
 client is CPU-bound (~3-8 ms per boto3 request), so more threads only add GIL contention:
@@ -86,6 +87,8 @@ class Collector:
     requests: int = 0
     _known: dict[str, _Finished] = field(default_factory=dict)
     _primed: bool = False
+    _unsaved: bool = False
+    _saved_at: float = -SNAPSHOT_EVERY
 
     def collect(
         self, ledger: Ledger, backend: Mapping[str, BackendView] | None = None
@@ -122,14 +125,14 @@ class Collector:
             del self._known[tid]
         if changed:
             self.requests += 2 * len(changed)
-            workers = max(1, min(FETCH_WORKERS, len(changed)))
-            with ThreadPoolExecutor(workers) as pool:
-                for tid, finished in zip(
-                    changed, pool.map(lambda t: self._fetch(t, listing[t]), changed), strict=True
-                ):
-                    self._known[tid] = finished
+            fetched = concurrently(
+                self.store, lambda t: self._fetch(t, listing[t]), changed, FETCH_WORKERS
+            )
+            self._known.update(zip(changed, fetched, strict=True))
         if changed or gone:
-            self._save_snapshot()
+            self._unsaved = True
+        if self._unsaved and time.monotonic() - self._saved_at >= SNAPSHOT_EVERY:
+            self.save_snapshot()
         return set(changed) | set(gone)
 
     def _prime(self) -> None:
@@ -144,7 +147,16 @@ class Collector:
         except (ValueError, TypeError, KeyError):
             self._known = {}  # a snapshot is only a cache: start over when it is unreadable
 
-    def _save_snapshot(self) -> None:
+    def flush(self) -> None:
+        if self._unsaved:
+            self.save_snapshot()
+
+    def save_snapshot(self) -> None:
+        """Save what this collector knows for the next reader (a cache: at most every
+        :data:`SNAPSHOT_EVERY` seconds while a sweep runs, so a long sweep does not rewrite it
+        on every look)."""
+        self._unsaved = False
+        self._saved_at = time.monotonic()
         self.requests += 1
         data = {"finished": {tid: asdict(entry) for tid, entry in self._known.items()}}
         # Only a cache: a reader with read-only credentials still gets its answer.

@@ -207,12 +207,16 @@ class Controller:
                 )
                 for t in self.ledger.ordered()
             ],
-            source_exhausted=self.source is None or self.source.exhausted,
+            source_exhausted=self.source_exhausted,
             lease_held=held,
             stop_requested=self.ledger.stop_requested,
         )
 
     # -- act -------------------------------------------------------------------------------
+
+    @property
+    def source_exhausted(self) -> bool:
+        return self.source is None or self.source.exhausted
 
     def complete(self) -> bool:
         """For a watcher: every trial the sweep has ended, and no more will come."""
@@ -266,11 +270,13 @@ class Controller:
             if on_look is not None:
                 on_look(look)
             if look.actions.done or look.actions.stop:
+                self.collector.flush()
                 return look
             pause = backoff.next(bool(look.changed or look.launched))
             if deadline is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    self.collector.flush()
                     return look
                 pause = min(pause, remaining)
-            time.sleep(pause)
+            self.backend.sleep(pause)

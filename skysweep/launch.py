@@ -13,14 +13,13 @@ import os
 import re
 import secrets
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
 from skysweep.backends import Backend, LaunchRequest
 from skysweep.ledger import Ledger, now
 from skysweep.render import RenderedTrial, render, resolve_secrets
-from skysweep.store import Store, join
+from skysweep.store import Store, concurrently, join
 from skysweep.task import TaskSpec
 from skysweep.trial import Attempt, Trial
 
@@ -91,16 +90,15 @@ class Launcher:
             if previous is not None:
                 archive_attempt(store, sweep_id, trial.trial_id, previous.number)
         secret_values = {r.trial.trial_id: resolve_secrets(r, self.environ) for r in rendered}
-        with ThreadPoolExecutor(min(16, len(rendered))) as pool:
-            list(
-                pool.map(
-                    lambda r: store.put(
-                        join(sweep_id, "trials", r.trial.trial_id, "params.json"),
-                        json.dumps(r.trial.params, sort_keys=True).encode(),
-                    ),
-                    rendered,
-                )
-            )
+        concurrently(
+            store,
+            lambda r: store.put(
+                join(sweep_id, "trials", r.trial.trial_id, "params.json"),
+                json.dumps(r.trial.params, sort_keys=True).encode(),
+            ),
+            rendered,
+            16,
+        )
         submissions = self.backend.submit(
             LaunchRequest(
                 sweep_id=sweep_id,

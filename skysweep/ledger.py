@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from skysweep import __version__
 from skysweep.errors import StoreError, SweepNotFoundError, UsageError
-from skysweep.store import MAX_CONNECTIONS, Store, join
+from skysweep.store import MAX_CONNECTIONS, Store, concurrently, join
 from skysweep.task import Scalar, TaskSpec, WrittenFloat
 from skysweep.trial import Attempt, JobHandle, Trial
 
@@ -250,9 +249,7 @@ class Ledger:
         changed = [k for k, etag in listing.items() if self._etags.get(k) != etag]
         if not changed:
             return set()
-        workers = max(1, min(FETCH_WORKERS, len(changed)))
-        with ThreadPoolExecutor(workers) as pool:
-            fetched = list(pool.map(self.store.get, changed))
+        fetched = concurrently(self.store, self.store.get, changed, FETCH_WORKERS)
         touched: set[str] = set()
         for key, data in zip(changed, fetched, strict=True):
             if data is None:
@@ -311,13 +308,7 @@ class Ledger:
 
     def _write_all(self, items: Iterable[tuple[str, bytes]]) -> None:
         self.require_writable()
-        pairs = list(items)
-        if len(pairs) <= 1:
-            for key, data in pairs:
-                self.store.put(key, data)
-            return
-        with ThreadPoolExecutor(min(FETCH_WORKERS, len(pairs))) as pool:
-            list(pool.map(lambda pair: self.store.put(*pair), pairs))
+        concurrently(self.store, lambda pair: self.store.put(*pair), list(items), FETCH_WORKERS)
 
     def add_trials(self, trials: Sequence[Trial]) -> None:
         created = now()

@@ -11,10 +11,11 @@ import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlparse
 
 from skysweep.errors import StoreError, StoreSetupError, UsageError
@@ -67,6 +68,21 @@ class Store(Protocol):
 
     def local_folder(self, prefix: str) -> Path | None:
         """Where ``prefix`` is on this machine's disk, when the store is a folder."""
+
+
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+def concurrently(
+    store: Store, function: Callable[[T], R], items: Sequence[T], workers: int = 32
+) -> list[R]:
+    """``function`` over ``items``, in order: in threads for a remote store, where each call
+    waits on the network; in turn for a folder, where threads only cost."""
+    if len(items) <= 1 or store.local_folder("") is not None:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(max(1, min(workers, len(items)))) as pool:
+        return list(pool.map(function, items))
 
 
 def join(*parts: str) -> str:

@@ -70,17 +70,33 @@ class Sky:
         return {str(r["job_id"]): r for r in json.loads(done.stdout.strip().splitlines()[-1])}
 
     def manifest(self, sweep_id: str) -> dict[str, Any]:
+        """The sweep's trials and each one's latest job, read from its records in the store."""
         import boto3
 
-        s3 = boto3.client(
+        from skysweep.ledger import Ledger
+        from skysweep.store import S3Store
+
+        store = S3Store(f"s3://{BUCKET}/sweeps", endpoint_url=self.env["AWS_ENDPOINT_URL"])
+        store._client = boto3.client(
             "s3",
             endpoint_url=self.env["AWS_ENDPOINT_URL"],
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
             region_name="us-east-1",
         )
-        body = s3.get_object(Bucket=BUCKET, Key=f"sweeps/{sweep_id}/sweep.json")["Body"]
-        return dict(json.loads(body.read()))
+        ledger = Ledger.open(store, sweep_id)
+        jobs = {}
+        for trial_id in ledger.trials:
+            attempt = ledger.latest(trial_id)
+            if attempt is not None and attempt.job is not None:
+                jobs[trial_id] = attempt.job.model_dump()
+        return {
+            "trials": [
+                {"trial_id": t.trial_id, "index": t.index, "params": t.params}
+                for t in ledger.ordered()
+            ],
+            "jobs": jobs,
+        }
 
 
 @pytest.fixture(scope="session")

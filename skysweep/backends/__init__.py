@@ -74,6 +74,10 @@ class Backend(Protocol):
     ) -> Iterator[str]:
         """One trial's log output."""
 
+    def sleep(self, seconds: float) -> None:
+        """Wait up to ``seconds`` before the next look; a backend that knows when one of its
+        jobs ends may wake the controller early."""
+
 
 BACKENDS = ("local", "sky")
 

@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -59,6 +60,17 @@ class LocalBackend:
 
     def __init__(self) -> None:
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._ended = threading.Event()
+
+    def sleep(self, seconds: float) -> None:
+        # A trial this process started ends: look now rather than after the backoff, so a
+        # free slot is filled at once.
+        if self._ended.wait(seconds):
+            self._ended.clear()
+
+    def _watch(self, process: subprocess.Popen[bytes]) -> None:
+        process.wait()
+        self._ended.set()
 
     def placement(self, store: Store, sweep_id: str) -> Placement:
         return Placement(str(sweep_folder(store, sweep_id)[0]))
@@ -159,6 +171,7 @@ class LocalBackend:
                     start_new_session=True,
                 )
         self._children[process.pid] = process
+        threading.Thread(target=self._watch, args=(process,), daemon=True).start()
         return JobHandle(
             backend=self.name,
             job_id=f"local-{process.pid}",

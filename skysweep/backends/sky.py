@@ -407,6 +407,9 @@ class SkyBackend:
             raise _unreachable(exc) from exc
         return sorted(live.values())
 
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
     def logs(
         self, store: Store, sweep_id: str, trial_id: str, job: JobHandle | None, follow: bool
     ) -> Iterator[str]:
