@@ -1,15 +1,17 @@
 """SkyPilot backend failure paths that the real API server cannot be made to produce here.
 
 ``FakeSkyPilot`` stands in for the SDK's *network* calls only (launch, get, queue, cancel,
-api_info, enabled_clouds). Everything else is SkyPilot's own: ``sky.Task`` parses every
-spec and the exceptions raised are SkyPilot's real exception classes. The happy paths and
-the unreachable-server path run against the real API server in test_sky.py.
+api_info, enabled_clouds, optimize). Everything else is SkyPilot's own: ``sky.Task`` parses
+every spec, ``api_info`` answers with SkyPilot's own ``APIHealthResponse`` and the exceptions
+raised are SkyPilot's real exception classes. The happy paths and the unreachable-server
+path run against the real API server in test_sky.py.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -29,20 +31,34 @@ from skysweep.store import FileStore
 
 sky = pytest.importorskip("sky")
 from sky import exceptions  # noqa: E402
+from sky.schemas.api import responses  # noqa: E402
+from sky.server import common as server_common  # noqa: E402
+
+NEW_SERVER = ("0.14.1", "62")
+OLD_SERVER = ("0.12.3", "50")
 
 
 class FakeSkyPilot:
     """Answers launch/get/queue/cancel like the API server, failing as a script says."""
 
-    def __init__(self, launch_failures: Callable[[str, int], BaseException | None]) -> None:
+    def __init__(
+        self,
+        launch_failures: Callable[[str, int], BaseException | None],
+        server: tuple[str, str] = NEW_SERVER,
+    ) -> None:
         self.Task = sky.Task
         self.task = sky.task
         self.Dag = sky.Dag
         self.launch_failures = launch_failures
         self.launched: list[tuple[str, int | None]] = []
+        self.tasks: list[Any] = []
         self.cancelled: list[list[int]] = []
         self.queue_records: list[dict[str, Any]] = []
         self.clouds: list[str] = ["AWS"]
+        self.server = server
+        self.api_info_calls = 0
+        self.in_flight = 0
+        self.most_in_flight = 0
         self._ids = itertools.count(1)
         self._calls: dict[str, int] = {}
         self.jobs = SimpleNamespace(launch=self._launch, queue_v2=self._queue, cancel=self._cancel)
@@ -55,6 +71,9 @@ class FakeSkyPilot:
         self._calls[name] = self._calls.get(name, 0) + 1
         failure = self.launch_failures(name, self._calls[name])
         self.launched.append((name, num_jobs))
+        self.tasks.append(task)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
         return ("launch", failure, [next(self._ids) for _ in range(num_jobs or 1)])
 
     def _queue(self, **kwargs: Any) -> Any:
@@ -64,11 +83,23 @@ class FakeSkyPilot:
         self.cancelled.append(job_ids)
         return ("cancel", None, None)
 
-    def api_info(self) -> None:
-        return None
+    def api_info(self) -> Any:
+        self.api_info_calls += 1
+        version, api_version = self.server
+        return responses.APIHealthResponse(
+            status=server_common.ApiServerStatus.HEALTHY, api_version=api_version, version=version
+        )
+
+    def optimize(self, dag: Any) -> Any:
+        return ("optimize", None, "CHOSEN\n m6i.large  0.10  ✔\n")
+
+    def stream_and_get(self, request: Any, output_stream: Any) -> None:
+        output_stream.write(self.get(request))
 
     def get(self, request: Any) -> Any:
         kind, failure, value = request
+        if kind == "launch":
+            self.in_flight -= 1
         if failure is not None:
             raise failure
         if kind == "launch":
@@ -78,6 +109,14 @@ class FakeSkyPilot:
         if kind == "clouds":
             return self.clouds
         return value
+
+
+@pytest.fixture(autouse=True)
+def fresh_process() -> Iterator[None]:
+    """Each test is the sweep of a fresh process: nothing known of the API server yet."""
+    sky_backend.api_server.cache_clear()
+    yield
+    sky_backend.api_server.cache_clear()
 
 
 @pytest.fixture
@@ -215,3 +254,89 @@ def test_preflight_stops_when_no_cloud_is_enabled(setup: Callable[..., Any]) -> 
     assert "sky check" in str(caught.value)
     assert caught.value.exit_code == 2
     assert isinstance(caught.value, BackendError)
+
+
+# ---------------------------------------------------------------------------------------
+# API servers of every supported version: num_jobs without a pool, or one request a trial.
+# The setup's 4 trials spread over two providers: two batches of two.
+
+
+@pytest.mark.parametrize(
+    ("server", "requests", "num_jobs"),
+    [
+        pytest.param(("0.12.3", "50"), 4, {None}, id="0.12.3 refuses num_jobs without pool"),
+        pytest.param(("1.0.0-dev0", "55"), 4, {None}, id="a nightly before 0.13.0"),
+        pytest.param(("0.11.0", ""), 4, {None}, id="no API version reported"),
+        pytest.param(("0.13.0", "56"), 2, {2}, id="0.13.0 takes it"),
+        pytest.param(("0.14.1", "62"), 2, {2}, id="0.14.1 takes it"),
+    ],
+)
+def test_the_servers_api_version_picks_one_request_per_batch_or_per_trial(
+    setup: Callable[..., Any], server: tuple[str, str], requests: int, num_jobs: set[int | None]
+) -> None:
+    fake = FakeSkyPilot(lambda name, call: None, server=server)
+    request, rendered = setup(fake)
+    records = sky_backend.SkyBackend().submit(request)
+    assert len(fake.launched) == requests
+    assert {n for _, n in fake.launched} == num_jobs
+    assert fake.most_in_flight == requests  # every request sent before any is awaited
+    job_ids = [r.job.job_id if r.job else None for r in records.values()]
+    assert len(records) == 4 and all(job_ids) and len(set(job_ids)) == 4
+    assert all(r.error is None and r.tries == 1 for r in records.values())
+    if requests == len(rendered):  # one request a trial: the trial's own name and envs
+        assert sorted(n for n, _ in fake.launched) == sorted(r.job_name for r in rendered)
+        by_name = {r.job_name: r.trial.trial_id for r in rendered}
+        assert all(t.envs["SKYSWEEP_TRIAL_ID"] == by_name[t.name] for t in fake.tasks)
+        launched_id = {t.name: str(i) for t, i in zip(fake.tasks, range(1, 5), strict=True)}
+        assert {tid: getattr(records[tid].job, "job_id", None) for tid in by_name.values()} == {
+            tid: launched_id[name] for name, tid in by_name.items()
+        }
+
+
+@pytest.mark.parametrize("server", [OLD_SERVER, NEW_SERVER], ids=["old", "new"])
+@pytest.mark.parametrize("planned", [True, False], ids=["after the plan", "no plan (retry)"])
+def test_the_version_is_asked_once_per_sweep(
+    setup: Callable[..., Any], server: tuple[str, str], planned: bool
+) -> None:
+    # Every request fails twice first: three rounds, in each of two waves.
+    fake = FakeSkyPilot(
+        lambda name, call: (
+            exceptions.ServerTemporarilyUnavailableError("busy") if call <= 2 else None
+        ),
+        server=server,
+    )
+    request, rendered = setup(fake)
+    if planned:
+        sky_backend.preflight(rendered)
+    backend = sky_backend.SkyBackend()
+    first = backend.submit(dataclasses.replace(request, trials=rendered[:2]))
+    second = backend.submit(dataclasses.replace(request, trials=rendered[2:]))
+    assert all(r.job and r.tries == 3 for r in [*first.values(), *second.values()])
+    assert len(fake.launched) >= 6  # at least two waves of three rounds
+    assert fake.api_info_calls == 1
+
+
+@pytest.mark.parametrize(
+    ("server", "line"),
+    [
+        (
+            NEW_SERVER,
+            "SkyPilot API server 0.14.1 (API version 62): trials that differ only in "
+            "parameters go out as one request per batch (num_jobs): 4 trial(s) in 2 request(s)",
+        ),
+        (
+            OLD_SERVER,
+            "SkyPilot API server 0.12.3 (API version 50): one request per trial, 4 sent "
+            "together (this server predates num_jobs without a pool, SkyPilot 0.13.0)",
+        ),
+    ],
+    ids=["new", "old"],
+)
+def test_the_plan_says_which_path_submission_takes(
+    setup: Callable[..., Any], server: tuple[str, str], line: str
+) -> None:
+    fake = FakeSkyPilot(lambda name, call: None, server=server)
+    _, rendered = setup(fake)
+    lines = sky_backend.preflight(rendered)
+    assert lines[0] == line
+    assert any("m6i.large" in shown for shown in lines[1:])  # the optimizer's table follows

@@ -12,6 +12,7 @@ awaited, so the API server works on them together.
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import json
 import re
@@ -30,6 +31,12 @@ from skysweep.trial import JobHandle, TrialState
 from . import LaunchRequest, Submission
 
 SUBMIT_ATTEMPTS = 3
+# ``num_jobs`` without a ``pool``: SkyPilot 0.12.x API servers (API versions up to 50) refuse
+# it ("Cannot specify num_jobs without pool.", in sky/jobs/server/core.py); 0.13.0, API
+# version 56, is the first release that takes it (skypilot-org/skypilot#9997 removed the
+# guards). Nightlies in between are not told apart, so they get the path that works on all.
+NUM_JOBS_WITHOUT_POOL_API_VERSION = 56
+NUM_JOBS_WITHOUT_POOL_RELEASE = "0.13.0"
 BACKOFF_SECONDS = 1.0
 TRIAL_ENVS = ("SKYSWEEP_PARAMS", "SKYSWEEP_TRIAL_ID", "SKYSWEEP_OUTPUT_DIR")
 STATE_OF = {
@@ -200,18 +207,92 @@ def _job_ids(jobs: Mapping[str, JobHandle]) -> dict[int, str]:
     return {int(j.job_id): tid for tid, j in jobs.items() if j.job_id.isdigit()}
 
 
+@dataclass(frozen=True)
+class ApiServer:
+    """The API server's versions, as ``sky.api_info()`` reports them."""
+
+    version: str
+    api_version: int | None
+    """None when the server does not say (older than any that takes num_jobs without a pool)."""
+
+    @classmethod
+    def of(cls, info: Any) -> ApiServer:
+        raw = str(getattr(info, "api_version", "") or "")
+        return cls(
+            version=str(getattr(info, "version", "") or "unknown"),
+            api_version=int(raw) if raw.isdigit() else None,
+        )
+
+    @property
+    def batches(self) -> bool:
+        """Whether trials that differ only in parameters can share one num_jobs request."""
+        return (
+            self.api_version is not None and self.api_version >= NUM_JOBS_WITHOUT_POOL_API_VERSION
+        )
+
+    def plan_line(self, trials: int, requests: int) -> str:
+        head = f"SkyPilot API server {self.version} (API version {self.api_version or '?'})"
+        if self.batches:
+            return (
+                f"{head}: trials that differ only in parameters go out as one request per "
+                f"batch (num_jobs): {trials} trial(s) in {requests} request(s)"
+            )
+        return (
+            f"{head}: one request per trial, {trials} sent together (this server predates "
+            f"num_jobs without a pool, SkyPilot {NUM_JOBS_WITHOUT_POOL_RELEASE})"
+        )
+
+
+@functools.cache
+def api_server() -> ApiServer:
+    """The API server's versions, asked once per process.
+
+    A process drives one sweep against the one API server `sky api info` shows, so the plan
+    (preflight) asks and every later submit of the sweep (waves, retries) reads this answer.
+    A failed ask is not cached.
+    """
+    try:
+        return ApiServer.of(_sky().api_info())
+    except Exception as exc:
+        if _is_unreachable(exc):
+            raise _unreachable(exc) from exc
+        raise BackendError(f"the SkyPilot API server failed: {_describe(exc)}") from exc
+
+
+def one_per_trial(rendered: Sequence[RenderedTrial]) -> list[Batch]:
+    """Each trial its own request, for API servers that refuse num_jobs without a pool."""
+    return [Batch([item], copy.deepcopy(item.spec)) for item in rendered]
+
+
 def preflight(rendered: Sequence[RenderedTrial]) -> list[str]:
     """Before launching: the specs, the API server, an enabled cloud, and what it costs.
 
-    Returns SkyPilot's optimizer table for each distinct resource set, to show the user.
+    Returns which submission path the API server allows, then SkyPilot's optimizer table
+    for each distinct resource set, to show the user.
     """
     sky = _sky()
     from sky import exceptions
 
     validate(rendered)
+    server = api_server()
+    counts: dict[str, int] = {}
+    first: dict[str, RenderedTrial] = {}
+    for item in rendered:
+        key = json.dumps(item.spec.get("resources", {}), sort_keys=True)
+        counts[key] = counts.get(key, 0) + 1
+        first.setdefault(key, item)
+    # Every request goes out before any is awaited, so the server works on them together;
+    # an optimizer request that fails to send is reported after the enabled-cloud check.
+    estimates: dict[str, Any] = {}
     try:
-        sky.api_info()
-        clouds = sky.get(sky.client.sdk.enabled_clouds())
+        clouds_request = sky.client.sdk.enabled_clouds()
+        for key in counts:
+            task = sky.Task.from_yaml_config(copy.deepcopy(first[key].spec))
+            try:
+                estimates[key] = sky.optimize(_dag_of(sky, task))
+            except Exception as exc:
+                estimates[key] = exc
+        clouds = sky.get(clouds_request)
     except Exception as exc:
         if _is_unreachable(exc):
             raise _unreachable(exc) from exc
@@ -222,20 +303,16 @@ def preflight(rendered: Sequence[RenderedTrial]) -> list[str]:
             hint="run 'sky check' to see why and enable one (credentials for AWS, GCP, "
             "Kubernetes, ...)",
         )
-    lines: list[str] = []
-    counts: dict[str, int] = {}
-    first: dict[str, RenderedTrial] = {}
-    for item in rendered:
-        key = json.dumps(item.spec.get("resources", {}), sort_keys=True)
-        counts[key] = counts.get(key, 0) + 1
-        first.setdefault(key, item)
+    requests = len({_shape(item) for item in rendered}) if server.batches else len(rendered)
+    lines = [server.plan_line(len(rendered), requests)]
     for key, count in counts.items():
         lines.append(f"SkyPilot's choice for {count} trial(s) with resources {key}:")
-        task = sky.Task.from_yaml_config(copy.deepcopy(first[key].spec))
         captured = io.StringIO()
         try:
+            if isinstance(estimates[key], BaseException):
+                raise estimates[key]
             # The optimizer's result comes back as its table, the one `sky launch` shows.
-            sky.stream_and_get(sky.optimize(_dag_of(sky, task)), output_stream=captured)
+            sky.stream_and_get(estimates[key], output_stream=captured)
         except (exceptions.ResourcesUnavailableError, exceptions.NoCloudAccessError) as exc:
             raise BackendError(
                 f"no enabled cloud offers the resources {key}: {_describe(exc)}",
@@ -280,12 +357,18 @@ class SkyBackend:
     def submit(self, request: LaunchRequest) -> dict[str, Submission]:
         """Submit every batch; retry what failed in a way worth retrying, with backoff.
 
-        Each round sends the requests of all the batches still to go before awaiting any, so
-        the API server works on them together. A batch that keeps failing is recorded on its
-        trials and never stops the others.
+        A batch is one num_jobs request when the API server takes num_jobs without a pool,
+        else one request per trial (the version was asked once, by the plan). Each round
+        sends the requests of all the batches still to go before awaiting any, so the API
+        server works on them together. A batch that keeps failing is recorded on its trials
+        and never stops the others.
         """
         sky = _sky()
-        groups = batches(request.trials, request.sweep_id)
+        groups = (
+            batches(request.trials, request.sweep_id)
+            if api_server().batches
+            else one_per_trial(request.trials)
+        )
         tasks = [self._task(sky, batch, request) for batch in groups]
         attempts = [0] * len(groups)
         job_ids: dict[int, list[Any]] = {}
