@@ -391,6 +391,7 @@ def _drive(
         err.print(f"launched the first {len(first.launched)}; the rest follow as trials end.")
     if detach:
         if first.actions.done or controller.backend.name != "local":
+            ledger.save_snapshot()
             driving.lease.release()
         else:
             session.detach(driving, task_dir, parallel)

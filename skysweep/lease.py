@@ -21,6 +21,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from skysweep.errors import UsageError
+from skysweep.process import running
 from skysweep.store import Store, join
 
 TTL_SECONDS = 60.0
@@ -84,15 +85,7 @@ def _live(holder: Holder) -> bool:
     a process of this machine, still running (a killed controller need not be waited out)."""
     if holder.released or holder.expires_at < time.time():
         return False
-    if holder.host != socket.gethostname():
-        return True
-    try:
-        os.kill(holder.pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return holder.host != socket.gethostname() or running(holder.pid)
 
 
 def _read(store: Store, sweep_id: str, generation: int) -> Holder | None:

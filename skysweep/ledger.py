@@ -16,6 +16,7 @@ as they are, for ``status`` and ``results``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 from collections.abc import Iterable, Sequence
@@ -33,6 +34,7 @@ from skysweep.trial import Attempt, JobHandle, Trial
 
 HEADER = "sweep.json"
 STOP = "requests/stop.json"
+RECORDS_SNAPSHOT = "records.json"
 FORMAT = 2
 FETCH_WORKERS = min(32, MAX_CONNECTIONS)
 
@@ -190,6 +192,8 @@ class Ledger:
         self.stop_requested = False
         """``skysweep down`` asked the sweep's controller to stop launching."""
         self._etags: dict[str, str] = {}
+        self._primed = False
+        self._cached: dict[str, tuple[str, bytes]] = {}
 
     @property
     def url(self) -> str:
@@ -239,6 +243,8 @@ class Ledger:
         returns the trial ids it touched."""
         if self.legacy:
             return set()
+        if records and not self._primed:
+            self._prime()
         listing = {
             info.key: info.etag
             for prefix in (("records", "requests") if records else ("requests",))
@@ -247,16 +253,64 @@ class Ledger:
         }
         self.stop_requested = join(self.sweep_id, STOP) in listing
         changed = [k for k, etag in listing.items() if self._etags.get(k) != etag]
-        if not changed:
-            return set()
-        fetched = concurrently(self.store, self.store.get, changed, FETCH_WORKERS)
+        # A record the snapshot holds as it is now need not be fetched.
+        known = {
+            k: self._cached.pop(k)[1]
+            for k in changed
+            if self._cached.get(k, ("",))[0] == listing[k]
+        }
+        missing = [k for k in changed if k not in known]
+        fetched = dict(
+            zip(
+                missing,
+                concurrently(self.store, self.store.get, missing, FETCH_WORKERS),
+                strict=True,
+            )
+        )
         touched: set[str] = set()
-        for key, data in zip(changed, fetched, strict=True):
+        for key in changed:
+            data = known.get(key) or fetched.get(key)
             if data is None:
                 continue
             self._etags[key] = listing[key]
             touched |= self._absorb(key, data)
         return touched
+
+    def _prime(self) -> None:
+        """Start from the records snapshot the sweep's driver left, if any: a new machine
+        then fetches only the records written since, not every one."""
+        self._primed = True
+        data = self.store.get(join(self.sweep_id, RECORDS_SNAPSHOT))
+        try:
+            saved = json.loads(data) if data else {}
+            self._cached = {
+                key: (str(saved["etags"][key]), str(record).encode())
+                for key, record in saved.get("records", {}).items()
+            }
+        except (ValueError, TypeError, KeyError, AttributeError):
+            self._cached = {}  # only a cache: what it does not give is fetched
+
+    def save_snapshot(self) -> None:
+        """Leave every record of the sweep in one object for the next reader (a cache, keyed
+        by the records' ETags: a record written after it is still fetched)."""
+        listing = {
+            info.key: info.etag
+            for info in self.store.list(join(self.sweep_id, "records"))
+            if info.key.endswith(".json")
+        }
+        records: dict[str, str] = {}
+        for key in listing:
+            trial_id, name = key.rsplit("/", 2)[-2:]
+            if name == "trial.json" and trial_id in self.trials:
+                records[key] = TrialRecord.of(self.trials[trial_id]).model_dump_json()
+            elif name.startswith("attempt-"):
+                number = name.removeprefix("attempt-").removesuffix(".json")
+                for attempt in self.attempts.get(trial_id, []):
+                    if str(attempt.number) == number:
+                        records[key] = attempt.model_dump_json()
+        snapshot = {"etags": {k: listing[k] for k in records}, "records": records}
+        with contextlib.suppress(StoreError):  # a reader with read-only access loses nothing
+            self.store.put(join(self.sweep_id, RECORDS_SNAPSHOT), json.dumps(snapshot).encode())
 
     def _absorb(self, key: str, data: bytes) -> set[str]:
         name = key.rsplit("/", 1)[-1]

@@ -60,6 +60,7 @@ class Driving:
         """
         while True:
             final = self.controller.run(on_look=on_look)
+            self.ledger.save_snapshot()
             self.lease.release()
             if not final.actions.done:
                 return final

@@ -31,6 +31,7 @@ from typing import Any
 
 from skysweep.collect import BackendView
 from skysweep.errors import BackendError, StoreError
+from skysweep.process import running, start_time
 from skysweep.render import Placement, RenderedTrial
 from skysweep.store import Store, join, open_store
 from skysweep.trial import JobHandle, TrialState
@@ -179,7 +180,7 @@ class LocalBackend:
             locator={
                 "host": socket.gethostname(),
                 "pid": process.pid,
-                "start": _start_time(process.pid),
+                "start": start_time(process.pid),
                 "sweep_dir": str(folder),
                 "workdir": str(cwd),
                 "upload": upload,
@@ -207,14 +208,14 @@ class LocalBackend:
         if where.get("legacy"):  # skysweep 0.1: one runner process for the whole sweep
             return (
                 BackendView(TrialState.running)
-                if _alive(where.get("pid"), None)
+                if running(where.get("pid"), None)
                 else BackendView(TrialState.lost, "the local runner stopped before it finished")
             )
         pid = where.get("pid")
         child = self._children.get(pid) if isinstance(pid, int) else None
         if child is not None and child.poll() is not None:
             self._children.pop(child.pid, None)  # reaped: it no longer holds its pid
-        alive = _alive(pid, where.get("start"))
+        alive = running(pid, where.get("start"))
         folder = Path(str(where.get("sweep_dir")))
         failed_upload = folder / "finished" / f"{trial_id}.upload-failed"
         if failed_upload.exists():
@@ -261,7 +262,7 @@ class LocalBackend:
         stopping = {
             trial_id: job
             for trial_id, job in jobs.items()
-            if _alive(job.locator.get("pid"), job.locator.get("start"))
+            if running(job.locator.get("pid"), job.locator.get("start"))
         }
         for job in stopping.values():
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -269,10 +270,10 @@ class LocalBackend:
         deadline = time.monotonic() + CANCEL_GRACE_SECONDS
         for job in stopping.values():
             pid, start = job.locator.get("pid"), job.locator.get("start")
-            while _alive(pid, start) and time.monotonic() < deadline:
+            while running(pid, start) and time.monotonic() < deadline:
                 self._reap(pid)
                 time.sleep(0.05)
-            if isinstance(pid, int) and _alive(pid, start):
+            if isinstance(pid, int) and running(pid, start):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
             self._reap(pid)
@@ -324,7 +325,7 @@ class LocalBackend:
                 elif (
                     not follow
                     or finished.exists()
-                    or not _alive(where.get("pid"), where.get("start"))
+                    or not running(where.get("pid"), where.get("start"))
                 ):
                     rest = handle.read()
                     if rest:
@@ -336,35 +337,6 @@ class LocalBackend:
 
 # ---------------------------------------------------------------------------------------
 # Processes.
-
-
-def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot, from /proc (Linux); None elsewhere."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(") ", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _alive(pid: Any, start: Any) -> bool:
-    """Whether the process is running and is the one that was started (pids are reused)."""
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(") ", 1)[1].split()
-    except (OSError, IndexError):
-        return True  # no /proc here: the signal answered, that is all we can tell
-    if fields[0] == "Z":  # ended, not yet reaped by its parent
-        return False
-    return start is None or fields[19] == start
 
 
 # ---------------------------------------------------------------------------------------

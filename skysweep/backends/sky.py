@@ -443,7 +443,6 @@ class SkyBackend:
         if not ids:
             return {}
         sky = _sky()
-        from sky import exceptions
 
         try:
             records, *_ = sky.get(
@@ -454,8 +453,10 @@ class SkyBackend:
                     fields=["job_id", "job_name", "status", "failure_reason", "details"],
                 )
             )
-        except exceptions.ApiServerConnectionError as exc:
-            raise _unreachable(exc) from exc
+        except Exception as exc:
+            if _is_unreachable(exc):
+                raise _unreachable(exc) from exc
+            raise
         views: dict[str, BackendView] = {}
         for record in records:
             job_id = int(_field(record, "job_id"))
@@ -482,12 +483,13 @@ class SkyBackend:
         if not live:
             return []
         sky = _sky()
-        from sky import exceptions
 
         try:
             sky.get(sky.jobs.cancel(job_ids=sorted(live)))
-        except exceptions.ApiServerConnectionError as exc:
-            raise _unreachable(exc) from exc
+        except Exception as exc:
+            if _is_unreachable(exc):
+                raise _unreachable(exc) from exc
+            raise
         return sorted(live.values())
 
     def sleep(self, seconds: float) -> None:
