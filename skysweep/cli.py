@@ -322,9 +322,10 @@ def up(
     from skysweep.ledger import Ledger
 
     if sweep_id is not None and Ledger.exists(the_store, the_id):
+        ledger = Ledger.open(the_store, the_id)
         if max_parallel is None:
-            parallel = Ledger.open(the_store, the_id).header.max_parallel or parallel
-        driving = session.resume(the_store, the_id, task, task_file, backend, parallel)
+            parallel = ledger.header.max_parallel or parallel
+        driving = session.resume(ledger, task, task_file, backend, parallel)
     else:
         header = SweepHeader.new(
             sweep_id=the_id,
@@ -390,7 +391,7 @@ def _drive(
     elif not driving.resumed and not first.actions.done and not controller.source_exhausted:
         err.print(f"launched the first {len(first.launched)}; the rest follow as trials end.")
     if detach:
-        if first.actions.done or controller.backend.name != "local":
+        if first.actions.done or not controller.backend.runs_here:
             ledger.save_snapshot()
             driving.lease.release()
         else:
@@ -415,7 +416,7 @@ def _drive(
         final = _follow_with_progress(err, controller, first, driving)
     except KeyboardInterrupt:
         handed = False
-        if controller.backend.name == "local":
+        if controller.backend.runs_here:
             session.detach(driving, task_dir, parallel)
             handed = True
         else:

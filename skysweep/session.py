@@ -25,6 +25,9 @@ from skysweep.store import Store, open_store
 from skysweep.task import TaskSpec
 from skysweep.trial import RETRYABLE_STATES, TrialState
 
+CONTROLLER_LOGS = Path("~/.skysweep/controllers").expanduser()
+"""Where a detached controller writes what it does, one file per sweep."""
+
 # What must match for a sweep to be resumed or retried with a task file: the trials it
 # makes and what they run.
 TASK_IDENTITY = ("run", "setup", "envs", "parameters", "sweeps", "resources", "github_repo_url")
@@ -93,8 +96,7 @@ def start(
 
 
 def resume(
-    store: Store,
-    sweep_id: str,
+    ledger: Ledger,
     task: TaskSpec,
     task_file: Path,
     backend: Backend,
@@ -102,7 +104,7 @@ def resume(
 ) -> Driving:
     """Take a sweep up again: what was never launched, or was lost, is launched; nothing that
     runs or ended is. Raises when another controller drives it."""
-    ledger = Ledger.open(store, sweep_id)
+    store, sweep_id = ledger.store, ledger.sweep_id
     ledger.require_writable()
     if ledger.header.backend != backend.name:
         raise UsageError(
@@ -183,10 +185,8 @@ def watcher(ledger: Ledger, backend: Backend | None = None) -> Controller:
 def detach(driving: Driving, task_dir: Path, parallel: int) -> int:
     """Hand the sweep to a controller process of its own session, which carries on until the
     sweep is done; the lease goes with it. Returns its pid."""
-    from skysweep.backends.local import work_folder
-
     store = driving.ledger.store
-    folder = work_folder(driving.ledger.sweep_id)
+    folder = CONTROLLER_LOGS
     folder.mkdir(parents=True, exist_ok=True)
     payload = {
         "store_url": store.url,
@@ -197,7 +197,7 @@ def detach(driving: Driving, task_dir: Path, parallel: int) -> int:
         "task_dir": str(task_dir),
         "max_parallel": parallel,
     }
-    with (folder / "controller.log").open("ab") as log:
+    with (folder / f"{driving.ledger.sweep_id}.log").open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "skysweep.session"],
             stdin=subprocess.PIPE,

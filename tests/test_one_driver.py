@@ -259,3 +259,39 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(") ", 1)[1][0] != "Z"
     except OSError:
         return False
+
+
+def test_cancelling_one_trial_leaves_the_others_running(
+    tmp_path: Path, isolated_home: Path
+) -> None:
+    """What early stopping needs: stop one trial's job, and only that one."""
+    from skysweep import session
+    from skysweep.backends import get_backend
+    from skysweep.expand import grid_size
+    from skysweep.ledger import SweepHeader
+    from skysweep.load import load
+    from skysweep.store import FileStore
+    from skysweep.trial import TrialState
+
+    task_file = tmp_path / "project" / "task.yaml"
+    task_file.parent.mkdir()
+    task_file.write_text("name: one\nrun: sleep 30\nsweeps:\n  sweep_config:\n    x: [1, 2]\n")
+    task = load(task_file)
+    store = FileStore(tmp_path / "store")
+    header = SweepHeader.new(
+        sweep_id="one", task=task, task_file=task_file, backend="local", store_url=store.url,
+        max_parallel=2, expected_trials=grid_size(task),
+    )  # fmt: skip
+    driving = session.start(store, header, get_backend("local"), task_file.parent, 2)
+    try:
+        controller = driving.controller
+        launched = controller.step().launched
+        assert len(launched) == 2
+        first, second = launched
+        assert controller.cancel([first]) == [first]
+        controller.observe()
+        assert controller.results[first].state is TrialState.cancelled
+        assert controller.results[second].state is TrialState.running
+        assert controller.cancel([second]) == [second]
+    finally:
+        driving.lease.release()

@@ -49,6 +49,9 @@ class Submission:
 
 class Backend(Protocol):
     name: str
+    runs_here: bool
+    """Its jobs run on this machine, so a controller left running here (``up --detach``,
+    Ctrl-C) sees them end and keeps the sweep going."""
 
     def placement(self, store: Store, sweep_id: str) -> Placement:
         """Where a job of this backend finds the sweep's folder of the store."""

@@ -33,7 +33,7 @@ from skysweep.collect import BackendView
 from skysweep.errors import BackendError, StoreError
 from skysweep.process import running, start_time
 from skysweep.render import Placement, RenderedTrial
-from skysweep.store import Store, join, open_store
+from skysweep.store import FileStore, Store, join, open_store
 from skysweep.trial import JobHandle, TrialState
 
 from . import LaunchRequest, Submission
@@ -58,6 +58,7 @@ def work_folder(sweep_id: str) -> Path:
 
 class LocalBackend:
     name = "local"
+    runs_here = True
 
     def __init__(self) -> None:
         self._children: dict[int, subprocess.Popen[bytes]] = {}
@@ -470,16 +471,7 @@ def _setup(
 
 def _record_once(path: Path, record: dict[str, Any]) -> bool:
     """Write a finished record unless the trial already wrote one (it ended first)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(record))
-    try:
-        os.link(temporary, path)
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        temporary.unlink(missing_ok=True)
+    return FileStore(path.parent).put_if_absent(path.name, json.dumps(record).encode())
 
 
 def _upload(store: Store, sweep_id: str, folder: Path, trial_id: str) -> None:

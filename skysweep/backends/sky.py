@@ -340,6 +340,7 @@ def _dag_of(sky: Any, task: Any) -> Any:
 
 class SkyBackend:
     name = "sky"
+    runs_here = False
 
     def placement(self, store: Store, sweep_id: str) -> Placement:
         scheme = store.url.split("://", 1)[0]
