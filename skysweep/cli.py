@@ -13,7 +13,7 @@ import shlex
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -378,6 +378,8 @@ def _drive(
     ledger = driving.ledger
     try:
         first = controller.step()
+    except KeyboardInterrupt:
+        _interrupted(err, driving, hints, task_dir, parallel)
     except BaseException:
         driving.lease.release()
         raise
@@ -415,24 +417,7 @@ def _drive(
     try:
         final = _follow_with_progress(err, controller, first, driving)
     except KeyboardInterrupt:
-        handed = False
-        if controller.backend.runs_here:
-            session.detach(driving, task_dir, parallel)
-            handed = True
-        else:
-            driving.lease.release()
-        err.print(
-            "\nstopped watching; the trials keep running"
-            + (" and a controller in the background launches the rest." if handed else ".")
-            + f"\n  watch:  {hints.wait}\n  cancel: {hints.down}"
-            + ("" if handed else f"\n  resume: {hints.resume}"),
-            markup=False,
-        )
-        # Everything is recorded and handed over; a second Ctrl-C while Python shuts down
-        # must not turn this into a traceback or another exit code.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(130)
+        _interrupted(err, driving, hints, task_dir, parallel)
     driving.lease.release()
     if final.actions.stop:
         err.print(f"stopped: {final.actions.stop}", markup=False)
@@ -443,6 +428,32 @@ def _drive(
         markup=False,
     )
     raise typer.Exit(0 if ranking.all_succeeded else 1)
+
+
+def _interrupted(
+    err: Console, driving: Driving, hints: Hints, task_dir: Path, parallel: int
+) -> NoReturn:
+    """Ctrl-C: stop watching. Trials keep running; on this machine a controller in the
+    background keeps the sweep going, elsewhere the lease is given back for a resume."""
+    from skysweep import session
+
+    handed = driving.controller.backend.runs_here
+    if handed:
+        session.detach(driving, task_dir, parallel)
+    else:
+        driving.lease.release()
+    err.print(
+        "\nstopped watching; the trials keep running"
+        + (" and a controller in the background launches the rest." if handed else ".")
+        + f"\n  watch:  {hints.wait}\n  cancel: {hints.down}"
+        + ("" if handed else f"\n  resume: {hints.resume}"),
+        markup=False,
+    )
+    # Everything is recorded and handed over; a second Ctrl-C while Python shuts down must
+    # not turn this into a traceback or another exit code.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
 
 
 def _ranking(ledger: Any, results: Any) -> Ranking:

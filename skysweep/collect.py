@@ -16,12 +16,12 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from skysweep.errors import StoreError
-from skysweep.store import MAX_CONNECTIONS, Store, concurrently, join
+from skysweep.store import MAX_CONNECTIONS, FileStore, Store, concurrently, join
 from skysweep.task import Scalar
 from skysweep.trial import Attempt, Trial, TrialState
 
@@ -104,23 +104,38 @@ class Collector:
     def has_finished(self, trial_id: str) -> bool:
         return trial_id in self._known
 
-    def refresh(self) -> set[str]:
-        """Read the finished records that are new or changed; returns their trial ids."""
+    def refresh(self, only: Collection[str] | None = None) -> set[str]:
+        """Read the finished records that are new or changed; returns their trial ids.
+
+        ``only``: the trials whose record may have changed (those in flight, for the sweep's
+        driver). On a folder store they are looked at one by one, so a look costs what is in
+        flight rather than the whole sweep; a bucket is listed (one request per 1,000).
+        """
         if not self._primed:
             self._prime()
         self.requests += 1
-        listing = {
-            info.key.rsplit("/", 1)[-1].removesuffix(".json"): info.etag
-            for info in self.store.list(join(self.sweep_id, "finished"))
-            if info.key.endswith(".json")
-        }
+        folder = join(self.sweep_id, "finished")
+        if only is not None and isinstance(self.store, FileStore):
+            listing = {
+                tid: info.etag
+                for tid in only
+                if (info := self.store.stat(join(folder, f"{tid}.json"))) is not None
+            }
+            looked: Collection[str] = only
+        else:
+            listing = {
+                info.key.rsplit("/", 1)[-1].removesuffix(".json"): info.etag
+                for info in self.store.list(folder)
+                if info.key.endswith(".json")
+            }
+            looked = self._known
         changed = [
             tid
             for tid, etag in listing.items()
             if tid not in self._known or self._known[tid].etag != etag
         ]
         # A record that disappeared was archived by a retry: that trial is running again.
-        gone = [tid for tid in self._known if tid not in listing]
+        gone = [tid for tid in looked if tid in self._known and tid not in listing]
         for tid in gone:
             del self._known[tid]
         if changed:

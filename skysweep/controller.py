@@ -12,12 +12,16 @@ machine can pick a sweep up where another left it.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from skysweep.backends import Backend
 from skysweep.collect import BackendView, Collector, TrialResult
+from skysweep.errors import BackendUnavailableError
 from skysweep.launch import Launcher
 from skysweep.lease import Lease
 from skysweep.ledger import Ledger
@@ -91,6 +95,23 @@ def decide(snapshot: Snapshot, policy: Policy) -> Actions:
 # The loop around it.
 
 
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C while jobs are submitted and recorded: an interrupt between a job's start
+    and its record would leave a trial that a resume launches a second time."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
 @dataclass
 class Backoff:
     """Sleep little while things change, more while they do not."""
@@ -141,49 +162,48 @@ class Controller:
         self.on_unavailable = on_unavailable
         self.results: dict[str, TrialResult] = {}
         self._polled_once = False
+        self._open: set[str] = set()
+        """Trials not ended yet, by what the last look saw."""
+        self._views: dict[str, TrialView] = {}
+        self._stale: set[str] = set()
 
     # -- observe ---------------------------------------------------------------------------
 
     def observe(self) -> set[str]:
-        """Bring ``results`` up to date; returns the trials whose result changed."""
+        """Bring ``results`` up to date; returns the trials whose result changed.
+
+        A look costs what is in flight and what changed: the backend is asked only about
+        jobs that had not ended (on the first look, every job), and the sweep's driver looks
+        only at the finished records of those trials.
+        """
         # The driver writes the trial and attempt records itself; others only ask it for
         # retries. A watcher reads everything the driver writes.
-        touched = self.ledger.refresh(records=self.launcher is None)
-        finished_changed = self.collector.refresh()
-        # Ask the backend only about jobs that have not ended yet, by what we knew: the first
-        # look asks about every trial with a job, later ones only about those in flight.
+        touched = self.ledger.refresh(records=self.launcher is None) | self._stale
+        self._stale = set()
+        fresh = [t for t in self.ledger.trials if t not in self.results]
+        open_trials = self._open | touched | set(fresh)
+        finished_changed = self.collector.refresh(
+            only=open_trials if self.launcher is not None and self._polled_once else None
+        )
+        candidates = open_trials if self._polled_once else self.ledger.attempts
         asking = {
             trial_id: attempt.job
-            for trial_id, attempts in self.ledger.attempts.items()
-            if (attempt := attempts[-1]).job is not None
+            for trial_id in candidates
+            if (attempt := self.ledger.latest(trial_id)) is not None
+            and attempt.job is not None
             and not self.collector.has_finished(trial_id)
-            and (
-                not self._polled_once
-                or trial_id in touched
-                or (trial_id in self.results and not self.results[trial_id].finished)
-            )
         }
         views: dict[str, BackendView] = {}
         if asking:
             try:
                 views = self.backend.poll(self.ledger.store, self.ledger.sweep_id, asking)
-            except Exception as exc:
-                from skysweep.errors import BackendUnavailableError
-
-                if not isinstance(exc, BackendUnavailableError):
-                    raise
+            except BackendUnavailableError as exc:
                 if self.on_unavailable is not None:
                     self.on_unavailable(exc)
                 asking = {}
         self._polled_once = True
-        recompute = (
-            touched
-            | finished_changed
-            | set(asking)
-            | {t for t in self.ledger.trials if t not in self.results}
-        )
         changed: set[str] = set()
-        for trial_id in recompute:
+        for trial_id in touched | finished_changed | set(asking) | set(fresh):
             trial = self.ledger.trials.get(trial_id)
             if trial is None:
                 continue
@@ -191,6 +211,18 @@ class Controller:
             if self.results.get(trial_id) != result:
                 self.results[trial_id] = result
                 changed.add(trial_id)
+            if result.finished:
+                self._open.discard(trial_id)
+            else:
+                self._open.add(trial_id)
+        for trial_id in changed | touched:
+            if trial_id in self.results:
+                self._views[trial_id] = TrialView(
+                    trial_id,
+                    self.ledger.trials[trial_id].index,
+                    self.results[trial_id].state,
+                    self.ledger.retry_asked(trial_id),
+                )
         return changed
 
     def snapshot(self) -> Snapshot:
@@ -198,15 +230,7 @@ class Controller:
         if self.lease is not None:
             held = self.lease.renew()
         return Snapshot(
-            trials=[
-                TrialView(
-                    t.trial_id,
-                    t.index,
-                    self.results[t.trial_id].state,
-                    self.ledger.retry_asked(t.trial_id),
-                )
-                for t in self.ledger.ordered()
-            ],
+            trials=[self._views[t] for t in self.ledger.order()],
             source_exhausted=self.source_exhausted,
             lease_held=held,
             stop_requested=self.ledger.stop_requested,
@@ -243,8 +267,12 @@ class Controller:
             if fresh:
                 self.ledger.add_trials(fresh)
             chosen = [self.ledger.trials[t] for t in actions.launch] + fresh
-            self.launcher.launch(chosen)
+            with interrupts_deferred():
+                self.launcher.launch(chosen)
             launched = [t.trial_id for t in chosen]
+            # Their new attempts are this process's own writes: look at them again now.
+            self._open.update(launched)
+            self._stale.update(launched)
             changed |= self.observe()
         if self.launcher is not None and actions.cancel:
             self.cancel(actions.cancel)

@@ -194,6 +194,7 @@ class Ledger:
         self._etags: dict[str, str] = {}
         self._primed = False
         self._cached: dict[str, tuple[str, bytes]] = {}
+        self._order: list[str] = []
 
     @property
     def url(self) -> str:
@@ -339,7 +340,13 @@ class Ledger:
         self.attempts[attempt.trial_id] = attempts
 
     def ordered(self) -> list[Trial]:
-        return sorted(self.trials.values(), key=lambda t: t.index)
+        return [self.trials[t] for t in self.order()]
+
+    def order(self) -> list[str]:
+        """Trial ids in index order (kept, not sorted anew on every look)."""
+        if len(self._order) != len(self.trials):
+            self._order = sorted(self.trials, key=lambda t: self.trials[t].index)
+        return self._order
 
     def latest(self, trial_id: str) -> Attempt | None:
         attempts = self.attempts.get(trial_id)

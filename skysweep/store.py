@@ -137,23 +137,39 @@ class FileStore:
             raise _file_error(exc, "delete", self.root / key) from exc
 
     def list(self, prefix: str) -> list[ObjectInfo]:
-        base = self.root / prefix
+        base = os.path.join(self.root, prefix) if prefix else str(self.root)
         found: list[ObjectInfo] = []
-        if not base.is_dir():
-            return found
+        root = len(str(self.root)) + 1
+        # os.scandir gives each entry's type and stat from the directory read itself: a look
+        # at 10,000 finished records must not cost 20,000 extra system calls.
+        pending = [base]
         try:
-            for path in _walk(base):
-                if path.name.startswith("."):
+            while pending:
+                try:
+                    entries = os.scandir(pending.pop())
+                except FileNotFoundError:
                     continue
-                stat = path.stat()
-                found.append(
-                    ObjectInfo(
-                        str(path.relative_to(self.root)), f"{stat.st_mtime_ns}-{stat.st_size}"
-                    )
-                )
+                with entries:
+                    for entry in entries:
+                        if entry.is_dir(follow_symlinks=False):
+                            pending.append(entry.path)
+                        elif entry.is_file() and not entry.name.startswith("."):
+                            stat = entry.stat()
+                            etag = f"{stat.st_mtime_ns}-{stat.st_size}"
+                            found.append(ObjectInfo(entry.path[root:], etag))
         except OSError as exc:
-            raise _file_error(exc, "list", base) from exc
+            raise _file_error(exc, "list", Path(base)) from exc
         return found
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        """One object's key and ETag, or None: a look at a handful of known keys."""
+        try:
+            stat = os.stat(os.path.join(self.root, key))
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _file_error(exc, "read", self.root / key) from exc
+        return ObjectInfo(key, f"{stat.st_mtime_ns}-{stat.st_size}")
 
     def children(self, prefix: str) -> builtins.list[str]:
         base = self.root / prefix
