@@ -41,10 +41,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from skysweep.backends import get_backend
-from skysweep.backends.local import _start_time
 from skysweep.collect import TrialResult
 from skysweep.controller import Controller, Policy, Snapshot, TrialView, decide
 from skysweep.ledger import Ledger, SweepHeader
+from skysweep.process import start_time
 from skysweep.session import watcher
 from skysweep.store import FileStore, join
 from skysweep.trial import Attempt, JobHandle, Trial, TrialState
@@ -169,7 +169,7 @@ def look_costs(n: int) -> dict[str, float]:
         writer.add_trials(trials)
         sweep_dir = Path(folder) / SWEEP
         pid = os.getpid()  # the unfinished trials' "process": alive, so they run
-        job = job_handle("x", sweep_dir, pid, _start_time(pid))
+        job = job_handle("x", sweep_dir, pid, start_time(pid))
         writer.add_attempts([attempt(t.trial_id, job) for t in trials])
         unfinished = ROUNDS * BATCH
         for i in range(n - unfinished):

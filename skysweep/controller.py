@@ -216,21 +216,26 @@ class Controller:
             else:
                 self._open.add(trial_id)
         for trial_id in changed | touched:
-            if trial_id in self.results:
-                self._views[trial_id] = TrialView(
-                    trial_id,
-                    self.ledger.trials[trial_id].index,
-                    self.results[trial_id].state,
-                    self.ledger.retry_asked(trial_id),
-                )
+            self._views.pop(trial_id, None)
         return changed
+
+    def _view(self, trial_id: str) -> TrialView:
+        view = self._views.get(trial_id)
+        if view is None:
+            view = self._views[trial_id] = TrialView(
+                trial_id,
+                self.ledger.trials[trial_id].index,
+                self.results[trial_id].state,
+                self.ledger.retry_asked(trial_id),
+            )
+        return view
 
     def snapshot(self) -> Snapshot:
         held = True
         if self.lease is not None:
             held = self.lease.renew()
         return Snapshot(
-            trials=[self._views[t] for t in self.ledger.order()],
+            trials=[self._view(t) for t in self.ledger.order()],
             source_exhausted=self.source_exhausted,
             lease_held=held,
             stop_requested=self.ledger.stop_requested,
