@@ -296,7 +296,7 @@ def up(
     _show_plan(err, task, expected, backend.name, the_store.url, the_id, parallel, preview)
     for line in backend.plan(preview):
         err.print(line, markup=False)
-    hints = Hints(task_file, the_store, the_id, backend.name)
+    hints = Hints(task_file, the_store, the_id, backend.name, sweep)
     if dry_run:
         if output is Output.json:
             print(
@@ -336,6 +336,7 @@ def up(
             max_parallel=parallel,
             expected_trials=expected,
             spread=spread,
+            sweep_flags=sweep or [],
         )
         driving = session.start(the_store, header, backend, task_dir, parallel)
     _drive(err, driving, hints, task_dir, parallel, detach=detach, output=output)
@@ -345,11 +346,20 @@ class Hints:
     """Commands to paste, exactly as they will work: real paths, quoted, with --store and
     --local when they are needed."""
 
-    def __init__(self, task_file: Path, store: Store, sweep_id: str, backend: str) -> None:
+    def __init__(
+        self,
+        task_file: Path,
+        store: Store,
+        sweep_id: str,
+        backend: str,
+        sweep_flags: list[str] | None = None,
+    ) -> None:
         from skysweep.settings import store_for
 
         self.sweep_url = f"{store.url.rstrip('/')}/{sweep_id}"
         words = ["skysweep", "up", str(task_file), "--sweep-id", sweep_id]
+        for flag in sweep_flags or []:  # the sweep was made with them: it is resumed with them
+            words += ["--sweep", flag]
         if backend == "local":
             words.append("--local")
         if store_for(None).url != store.url:
@@ -850,7 +860,7 @@ def retry(
         raise typer.Exit(1)
     ledger.ask_retry(failed, by=session.who())
     parallel = header.max_parallel or len(failed)
-    hints = Hints(path, ref.store, ledger.sweep_id, header.backend)
+    hints = Hints(path, ref.store, ledger.sweep_id, header.backend, header.sweep_flags)
     driving = session.drive_retry(ledger, backend, path.resolve().parent, parallel)
     if driving is None:
         err.print(

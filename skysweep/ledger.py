@@ -63,6 +63,8 @@ class SweepHeader(BaseModel):
     expected_trials: int | None = None
     """How many trials the source will give, when it knows (a grid does)."""
     spread: bool = False
+    sweep_flags: list[str] = Field(default_factory=list)
+    """The ``--sweep`` flags the sweep was started with, for the resume hint."""
     written: dict[str, str] = Field(default_factory=dict)
     """Numbers in ``task`` as the user wrote them (``1.10``), by their JSON path."""
 
@@ -78,6 +80,7 @@ class SweepHeader(BaseModel):
         max_parallel: int | None,
         expected_trials: int | None,
         spread: bool = False,
+        sweep_flags: list[str] | None = None,
     ) -> SweepHeader:
         sweeps = task.sweeps
         return cls(
@@ -95,6 +98,7 @@ class SweepHeader(BaseModel):
             max_parallel=max_parallel,
             expected_trials=expected_trials,
             spread=spread,
+            sweep_flags=sweep_flags or [],
         )
 
     def task_spec(self) -> TaskSpec:

@@ -179,9 +179,11 @@ def test_the_sky_resume_hint_names_the_real_file_and_store() -> None:
     from skysweep.cli import Hints
     from skysweep.store import FileStore
 
-    hints = Hints(Path("my tasks/task.yaml"), FileStore(Path("/tmp/s s")), "sid", "sky")
+    store = FileStore(Path("/tmp/s s"))
+    hints = Hints(Path("my tasks/task.yaml"), store, "sid", "sky", ["lr=1e-4,3e-4"])
     assert shlex.split(hints.resume) == [
-        "skysweep", "up", "my tasks/task.yaml", "--sweep-id", "sid", "--store", "file:///tmp/s s",
+        "skysweep", "up", "my tasks/task.yaml", "--sweep-id", "sid", "--sweep", "lr=1e-4,3e-4",
+        "--store", "file:///tmp/s s",
     ]  # fmt: skip
     assert shlex.split(hints.wait) == ["skysweep", "wait", "file:///tmp/s s/sid"]
 
