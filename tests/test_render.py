@@ -838,3 +838,17 @@ def test_a_rejected_render_leaves_out_as_it_was(tmp_path: Path, isolated_home: P
     assert done.code == 2, done
     assert sorted(p.name for p in kept.iterdir()) == sorted([same_name.name, "notes.txt"])
     assert same_name.read_text() == "mine\n"
+
+
+def test_render_replaces_a_spec_already_in_out(tmp_path: Path, isolated_home: Path) -> None:
+    task_file = EXAMPLES / "quickstart" / "task.yaml"
+    out = tmp_path / "specs"
+    out.mkdir()
+    first = expand(load(task_file))[0]
+    there = out / f"{first.index:04d}-{first.trial_id}.yaml"
+    there.write_text("an old spec\n")
+    done = run_cli("render", str(task_file), "--out", str(out))
+    assert done.code == 0, done
+    spec = yaml.safe_load(there.read_text())
+    assert spec["envs"]["SKYSWEEP_TRIAL_ID"] == first.trial_id
+    assert len(list(out.glob("*.yaml"))) == len(expand(load(task_file)))
