@@ -57,7 +57,7 @@ from skysweep.render import (
     _resources,
     _start_dir_command,
     _template,
-    dump_spec,
+    dump_specs,
     render,
 )
 from skysweep.task import SECRET_REFERENCE, TaskSpec, parameter_text
@@ -160,6 +160,9 @@ def main() -> None:
     parser.add_argument("--importtime", action="store_true")
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--sample", type=int, default=500)
+    parser.add_argument(
+        "--whole", default="1000,10000", help="sizes for `skysweep render` as a whole process"
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:
@@ -232,6 +235,8 @@ def main() -> None:
     print(f"skysweep's validate rejects what SkyPilot rejects: {'yes' if faithful else 'NO'}")
     if args.sizes:
         scale_table([int(size) for size in args.sizes.split(",")], args.sample)
+    if args.whole:
+        whole_table([int(size) for size in args.whole.split(",")], max(1, args.runs // 2))
 
     if args.profile:
         profile = cProfile.Profile()
@@ -261,11 +266,24 @@ PLACEMENT = Placement.mounted(f"s3://bucket/sweeps/{SWEEP_ID}")
 
 
 def write_specs(rendered: list[RenderedTrial], out: Path, to_yaml: Callable[..., str]) -> None:
-    """As ``skysweep render --out`` does: one YAML file per trial."""
+    """BASELINE: as ``skysweep render --out`` did: one YAML file per trial, by pathlib."""
     out.mkdir(parents=True, exist_ok=True)
     for item in rendered:
         path = out / f"{item.trial.index:04d}-{item.trial.trial_id}.yaml"
         path.write_text(to_yaml(item.spec), encoding="utf-8")
+
+
+def write_specs_now(rendered: list[RenderedTrial], out: Path) -> None:
+    """As ``skysweep render --out`` does: ``dump_specs``, one ``os.open`` a file."""
+    out.mkdir(parents=True, exist_ok=True)
+    folder = str(out)
+    for item, text in zip(rendered, dump_specs(r.spec for r in rendered), strict=True):
+        path = os.path.join(folder, f"{item.trial.index:04d}-{item.trial.trial_id}.yaml")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        try:
+            os.write(fd, text.encode("utf-8"))
+        finally:
+            os.close(fd)
 
 
 def render_before(task: TaskSpec, trials: list[Any], task_dir: Path) -> list[RenderedTrial]:
@@ -371,7 +389,7 @@ def one_size(trials: int, sample: int) -> dict[str, Any]:
         result["expand + render"] = (wall, cpu)
         result["validate"] = cpu_timed(lambda: validate(rendered))[:2]
         result["write YAML files"] = cpu_timed(
-            lambda: write_specs(rendered, Path(folder) / "out", dump_spec)
+            lambda: write_specs_now(rendered, Path(folder) / "out")
         )[:2]
         result["trials"] = len(rendered)
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -418,6 +436,87 @@ def scale_table(sizes: list[int], sample: int) -> None:
         print(
             f"{'':>7} {'+ import sky':<24} {iw:9.2f} {ic:8.2f}   peak RSS now: "
             f"{now['peak_rss_mb']:.0f} MB"
+        )
+
+
+# --- `skysweep render` as a whole process ------------------------------------------------
+
+# BASELINE: the render command's body before this change: SkyPilot imported and every spec
+# checked before any file is written, then one dump_spec and one pathlib write a trial.
+RENDER_BEFORE = """
+import sys
+from pathlib import Path
+import skysweep.cli  # what the command pays for before its body runs
+from skysweep.backends import get_backend
+from skysweep.backends.sky import validate
+from skysweep.expand import expand
+from skysweep.launch import new_sweep_id, render_sweep
+from skysweep.load import load
+from skysweep.render import dump_spec
+from skysweep.settings import store_for
+task_file, out = Path(sys.argv[1]), Path(sys.argv[2])
+task = load(task_file)
+rendered = render_sweep(task, expand(task), sweep_id=new_sweep_id(task.name),
+    backend=get_backend("local"), store=store_for(None), task_dir=task_file.resolve().parent)
+validate(rendered)
+out.mkdir(parents=True, exist_ok=True)
+for item in rendered:
+    path = out / f"{item.trial.index:04d}-{item.trial.trial_id}.yaml"
+    path.write_text(dump_spec(item.spec), encoding="utf-8")
+"""
+
+# Runs a command and prints its wall seconds, CPU seconds and peak RSS (MB) with those of
+# every process it waited for (skysweep's SkyPilot check runs in a child): a fresh process
+# per run, so the peak is this run's.
+MEASURE = """
+import json, resource, subprocess, sys, time
+start = time.perf_counter()
+subprocess.run(sys.argv[1:], check=True, capture_output=True)
+wall = time.perf_counter() - start
+used = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps([wall, used.ru_utime + used.ru_stime, used.ru_maxrss / 1024]))
+"""
+
+
+def measure(command: list[str]) -> tuple[float, float, float]:
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURE, *command], capture_output=True, text=True, check=True
+    )
+    wall, cpu, rss = json.loads(done.stdout)
+    return wall, cpu, rss
+
+
+def whole_table(sizes: list[int], runs: int) -> None:
+    print(
+        f"\n`skysweep render TASK --out DIR` as a whole process (median of {runs}, interleaved "
+        "with the BASELINE: the command before, SkyPilot checked first, then pathlib writes)"
+    )
+    print(
+        f"{'trials':>7} {'now wall':>9} {'now cpu':>8} {'now MB':>7} "
+        f"{'BASE wall':>10} {'BASE cpu':>9} {'BASE MB':>8} {'ratio (wall)':>12}"
+    )
+    for size in sizes:
+        with tempfile.TemporaryDirectory() as folder:
+            task = grid_task(Path(folder), size)
+            results: dict[str, list[tuple[float, float, float]]] = {"now": [], "before": []}
+            for run in range(runs):
+                for label in ("now", "before"):
+                    out = Path(folder) / f"{label}-{run}"
+                    if label == "now":
+                        command = [sys.executable, "-m", "skysweep", "render", str(task)]
+                        command += ["--out", str(out)]
+                    else:
+                        command = [sys.executable, "-c", RENDER_BEFORE, str(task), str(out)]
+                    results[label].append(measure(command))
+            trials = len(list((Path(folder) / "now-0").iterdir()))
+        (nw, nc, nm), (bw, bc, bm) = (
+            tuple(statistics.median(r[i] for r in results[label]) for i in range(3))
+            for label in ("now", "before")
+        )
+        verdict = "ok" if nw <= TARGET_RENDER_S else "OVER"
+        print(
+            f"{trials:>7} {nw:9.2f} {nc:8.2f} {nm:7.0f} {bw:10.2f} {bc:9.2f} {bm:8.0f} "
+            f"{bw / nw:11.1f}x  target {TARGET_RENDER_S:.0f} s wall: {verdict}"
         )
 
 

@@ -6,6 +6,7 @@ Exit codes: 0 done; 1 the sweep ran but something failed; 2 bad task file or arg
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -22,9 +23,11 @@ from skysweep.errors import SkysweepError, UsageError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from skysweep.backends.sky import BackgroundValidation
     from skysweep.controller import Controller, Look
     from skysweep.ledger import Ledger
     from skysweep.rank import Ranking
+    from skysweep.render import RenderedTrial
     from skysweep.session import Driving
     from skysweep.settings import SweepRef
     from skysweep.store import Store
@@ -146,7 +149,7 @@ def render(
     `sky jobs launch --secret NAME`.
     """
     from skysweep.backends import get_backend
-    from skysweep.backends.sky import validate
+    from skysweep.backends.sky import BackgroundValidation
     from skysweep.expand import expand
     from skysweep.launch import new_sweep_id, render_sweep
     from skysweep.settings import store_for, store_url
@@ -157,31 +160,29 @@ def render(
             f"--out {out} is a file; render writes one YAML per trial into a folder",
             hint="pass a folder that does not exist yet or is one, e.g. --out specs/",
         )
-    task = _load(task_file, sweep)
-    trials = expand(task)
-    url = store_url(store)
-    backend = "sky" if url.split("://", 1)[0] in S3_SCHEMES else "local"
-    sweep_id = new_sweep_id(task.name)
-    rendered = render_sweep(
-        task,
-        trials,
-        sweep_id=sweep_id,
-        backend=get_backend(backend),
-        store=store_for(store),
-        task_dir=task_file.resolve().parent,
-        spread=spread,
-    )
-    validate(rendered)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        for item in rendered:
-            path = out / f"{item.trial.index:04d}-{item.trial.trial_id}.yaml"
-            path.write_text(item.to_yaml(), encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(
-            f"--out {out}: cannot write the specs there: {exc.strerror or exc}",
-            hint="pass a folder you can write to (it is created if it does not exist)",
-        ) from exc
+    with BackgroundValidation() as validation:  # first: its `import sky` overlaps the rest
+        task = _load(task_file, sweep)
+        trials = expand(task)
+        url = store_url(store)
+        backend = "sky" if url.split("://", 1)[0] in S3_SCHEMES else "local"
+        sweep_id = new_sweep_id(task.name)
+        rendered = render_sweep(
+            task,
+            trials,
+            sweep_id=sweep_id,
+            backend=get_backend(backend),
+            store=store_for(store),
+            task_dir=task_file.resolve().parent,
+            spread=spread,
+        )
+        validation.send(rendered)
+        try:
+            _write_specs(out, rendered, validation)
+        except OSError as exc:
+            raise UsageError(
+                f"--out {out}: cannot write the specs there: {exc.strerror or exc}",
+                hint="pass a folder you can write to (it is created if it does not exist)",
+            ) from exc
     err = _err()
     err.print(
         f"{len(rendered)} trial spec(s) written to {out} (sweep id {sweep_id}); "
@@ -192,6 +193,58 @@ def render(
             "[yellow]note:[/] no s3:// store was given, so the specs mount no bucket and "
             "trial outputs stay on the VM; pass --store s3://BUCKET/PREFIX to collect them."
         )
+
+
+def _write_specs(
+    out: Path, rendered: list[RenderedTrial], validation: BackgroundValidation
+) -> None:
+    """One YAML per trial, written while SkyPilot's check runs in the background.
+
+    A file that is not there yet is written at once and removed again if SkyPilot rejects a
+    trial, with the folders made for it: a rejected sweep leaves ``--out`` as it was. A file
+    already there is replaced only once the check has passed.
+    """
+    from itertools import takewhile
+
+    from skysweep.render import dump_specs
+
+    made = list(takewhile(lambda p: not p.exists(), [out, *out.parents]))
+    out.mkdir(parents=True, exist_ok=True)
+    folder = os.fspath(out)
+    created: list[str] = []
+    existing: list[tuple[str, bytes]] = []
+    texts = dump_specs(item.spec for item in rendered)
+    for item, text in zip(rendered, texts, strict=True):
+        path = os.path.join(folder, f"{item.trial.index:04d}-{item.trial.trial_id}.yaml")
+        data = text.encode("utf-8")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        except FileExistsError:
+            existing.append((path, data))
+            continue
+        created.append(path)
+        _write_all(fd, data)
+    try:
+        validation.check()
+    except UsageError:
+        for path in created:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        for folder_made in made:
+            with contextlib.suppress(OSError):
+                os.rmdir(folder_made)
+        raise
+    for path, data in existing:
+        _write_all(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666), data)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 @app.command()

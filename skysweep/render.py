@@ -8,10 +8,12 @@ memory at launch time and never reach a rendered file.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import secrets
 import shlex
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path, PurePosixPath
@@ -223,7 +225,160 @@ def dump_spec(spec: dict[str, Any]) -> str:
     # A top-level block mapping is written entry by entry, each at column 0 and independent
     # of the others, so the entries trials share (the scripts, resources, mounts) are
     # written once and only the name and envs per trial.
-    return "".join(_dump_entry(key, value) for key, value in spec.items())
+    entries = [_dump_entry(key, value) for key, value in spec.items()]
+    # An entry ending in a keep-chomped block (``|+``, a value ending in blank lines) is
+    # closed with ``...`` as the end of its own document; within the spec it is not one.
+    return "".join(
+        [text[:-4] if text.endswith("\n...\n") else text for text in entries[:-1]] + entries[-1:]
+    )
+
+
+_CHUNK = 512
+"""Specs whose per-trial entries are dumped in one call: enough to spread the call's cost,
+few enough that the texts of a 100,000-trial sweep are never all in memory at once."""
+
+
+def dump_specs(specs: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """``dump_spec`` of each spec, in order; the same text, about 4x less CPU.
+
+    ``dump_spec`` calls ``yaml.dump`` twice a trial for the entries that differ per trial
+    (``name``, ``envs``), ~60 us of per-call cost each. Here the names of many specs are one
+    multi-document dump, and each distinct env entry of many specs is one item of a single
+    dumped block sequence: a mapping item ``- KEY: VALUE`` is emitted at the same columns,
+    with the same indent, as ``  KEY: VALUE`` under ``envs:``, so the item's text with its
+    ``- `` made ``  `` is the entry's text, byte for byte, line wrapping included.
+    """
+    chunk: list[dict[str, Any]] = []
+    for spec in specs:
+        chunk.append(spec)
+        if len(chunk) == _CHUNK:
+            yield from _dump_chunk(chunk)
+            chunk = []
+    yield from _dump_chunk(chunk)
+
+
+def _dump_chunk(specs: list[dict[str, Any]]) -> list[str]:
+    # Entries trials share are the same objects in every spec of a shape (strings) or equal
+    # copies (mappings); by identity first, which holds while the specs are alive (this call).
+    shared: dict[tuple[str, int], str | None] = {}
+    names: dict[str, str] = {}
+    entries: dict[tuple[str, str], str] = {}
+    batched: list[bool] = []
+    for spec in specs:
+        ok = _batchable(spec)
+        for key, value in spec.items():
+            if key in ("name", "envs"):
+                continue
+            memo = (key, id(value))
+            if memo not in shared:
+                # beyond the BMP in a script: dump_spec's own path, see there
+                shared[memo] = None if _astral_script(value) else _dump_entry(key, value)
+            ok = ok and shared[memo] is not None
+        batched.append(ok)
+        if ok:
+            names.setdefault(spec["name"], "")
+            for pair in spec["envs"].items():
+                entries.setdefault(pair, "")
+    name_texts = _split(_dump_names(list(names)), "", "\n---\n", len(names))
+    entry_texts = _split(_dump_pairs(list(entries)), "- ", "\n- ", len(entries))
+    if name_texts is None or entry_texts is None:  # never seen: the emitter changed its layout
+        return [dump_spec(spec) for spec in specs]
+    names = dict(zip(names, name_texts, strict=True))
+    entries = dict(zip(entries, ["  " + text for text in entry_texts], strict=True))
+    out: list[str] = []
+    for spec, ok in zip(specs, batched, strict=True):
+        if not ok:
+            out.append(dump_spec(spec))
+            continue
+        parts: list[str] = []
+        for key, value in spec.items():
+            if key == "name":
+                parts.append(names[value])
+            elif key == "envs":
+                parts.append("envs:\n")
+                parts.extend(map(entries.__getitem__, value.items()))
+            else:
+                parts.append(shared[(key, id(value))] or "")
+        out.append("".join(parts))
+    return out
+
+
+def _batchable(spec: dict[str, Any]) -> bool:
+    """A string name and env values, each on one line: a multi-line one is a literal block,
+    whose chomping indicator (``|+``) can make the emitter end a document with ``...``."""
+    name, envs = spec.get("name"), spec.get("envs")
+    if not (isinstance(name, str) and "\n" not in name and isinstance(envs, dict) and envs):
+        return False
+    for key, value in envs.items():
+        if not (isinstance(key, str) and isinstance(value, str)):
+            return False
+        if "\n" in key or "\n" in value:
+            return False
+    return True
+
+
+def _split(text: str, first: str, separator: str, count: int) -> list[str] | None:
+    """The dumped items without their lead-in, each with its line break; None if there are
+    not ``count`` of them."""
+    if count == 0:
+        return []
+    if not text.startswith(first):
+        return None
+    items = [part + "\n" for part in text[len(first) : -1].split(separator)]
+    return items if len(items) == count and text.endswith("\n") else None
+
+
+_STR = "tag:yaml.org,2002:str"
+
+
+def _scalar(text: str) -> yaml.ScalarEvent:
+    """A string's event as ``yaml.dump``'s serializer makes it: plain allowed unless the
+    plain text would read back as another type (``'3'``, ``'yes'``)."""
+    plain = _resolver().resolve(yaml.ScalarNode, text, (True, False)) == _STR
+    return yaml.ScalarEvent(None, _STR, (plain, True), text)
+
+
+def _emit(documents: list[list[yaml.Event]]) -> str:
+    events: list[yaml.Event] = [yaml.StreamStartEvent()]
+    for body in documents:
+        events.append(yaml.DocumentStartEvent(explicit=False))
+        events += body
+        events.append(yaml.DocumentEndEvent(explicit=False))
+    events.append(yaml.StreamEndEvent())
+    return str(yaml.emit(events, Dumper=_BlockDumper, allow_unicode=True, width=100))
+
+
+def _mapping(pairs: list[tuple[yaml.ScalarEvent, yaml.ScalarEvent]]) -> list[yaml.Event]:
+    events: list[yaml.Event] = [yaml.MappingStartEvent(None, None, True, flow_style=False)]
+    for key, value in pairs:
+        events += (key, value)
+    events.append(yaml.MappingEndEvent())
+    return events
+
+
+def _dump_names(names: list[str]) -> str:
+    """``yaml.dump_all([{"name": name}, ...])``, as events straight to libyaml's emitter:
+    the events ``yaml.dump`` makes, less its representer's ~10 us a node."""
+    key = _scalar("name")
+    return _emit([_mapping([(key, _scalar(name))]) for name in names])
+
+
+def _dump_pairs(pairs: list[tuple[str, str]]) -> str:
+    """``yaml.dump([{key: value}, ...])``, as events straight to libyaml's emitter."""
+    keys: dict[str, yaml.ScalarEvent] = {}
+    body: list[yaml.Event] = [yaml.SequenceStartEvent(None, None, True, flow_style=False)]
+    for key, value in pairs:
+        if key not in keys:
+            keys[key] = _scalar(key)
+        body += _mapping([(keys[key], _scalar(value))])
+    body.append(yaml.SequenceEndEvent())
+    return _emit([body])
+
+
+@cache
+def _resolver() -> Any:
+    """The implicit-type rules the dumper itself applies (YAML 1.1's: ``'3'``, ``'yes'``)."""
+    return _BlockDumper(io.StringIO())
 
 
 _ENTRIES: dict[tuple[str, Any], str] = {}

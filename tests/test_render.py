@@ -711,3 +711,144 @@ def test_trials_of_one_shape_share_no_mutable_part() -> None:
     assert second.spec["envs"]["lr"] == "2"
     assert second.spec["resources"]["any_of"][0] == {"infra": "aws"}
     assert second.spec["file_mounts"]["/skysweep/store"]["mode"] == "MOUNT_CACHED"
+
+
+# --- many specs at once: the same bytes, the same verdicts --------------------------------
+
+# Values whose YAML style libyaml picks by their content (plain, quoted, escaped, folded at
+# width 100), a key too long to be a simple key, and the values dump_specs leaves to dump_spec.
+AWKWARD = [
+    "plain",
+    "3",
+    "1e-5",
+    "yes",
+    "null",
+    "",
+    " lead",
+    "trail ",
+    "a: b",
+    "#hash",
+    "- dash",
+    "it's",
+    '"quoted"',
+    "{json: 1}",
+    "tab\there",
+    "rocket 🚀",
+    "sep\u2028nel\x85end",
+    "del\x7f c1\x9b\ufeff\ufffe",
+    "word " * 40,
+    "x" * 150 + " tail",
+    '{"lr": ' + "1, " * 60 + "}",
+    "multi\nline\n",
+    "keep\n\n",
+]
+
+
+def awkward_specs() -> list[dict[str, Any]]:
+    task = task_of(
+        run="echo ü\necho done",
+        envs={"k" * 130: "long key", "PLAIN": "same"},
+        sweeps={"sweep_config": {"p": AWKWARD}},
+    )
+    specs = [item.spec for item in render_task(task)]
+    specs[1]["name"] = "123"
+    specs[2]["envs"]["p"] = None  # not a string: dump_spec's own path
+    specs[3]["envs"]["NUMBER"] = 7
+    specs[4]["run"] = "echo 🚀\necho done"  # beyond the BMP in a script: dump_spec's path
+    return specs
+
+
+def test_dump_specs_writes_what_dump_spec_writes_byte_for_byte() -> None:
+    from skysweep.render import _batchable, _BlockDumper, dump_spec, dump_specs
+
+    specs = awkward_specs()
+    # not batched: None, 7 and the two multi-line values (the emoji script is seen later)
+    assert sum(map(_batchable, specs)) == len(specs) - 4
+    many = [
+        item.spec
+        for item in render_task(task_of(sweeps={"sweep_config": {"i": list(range(1200))}}))
+    ]
+    for group in (specs, many, [*many[:700], *specs, *many[700:]]):
+        texts = list(dump_specs(group))
+        assert texts == [dump_spec(spec) for spec in group]
+    for spec, text in zip(specs, dump_specs(specs), strict=True):
+        assert yaml.safe_load(text) == spec
+        if "🚀" not in spec["run"]:  # (that one takes the Python emitter: see dump_spec)
+            whole = yaml.dump(
+                spec, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=100
+            )
+            assert text == whole  # entry by entry is the whole spec at once, "|+" included
+
+
+def test_background_validation_rejects_as_validate_does(sky: ModuleType) -> None:
+    from skysweep.backends.sky import BackgroundValidation, validate
+
+    rendered = render_task(task_of(sweeps={"sweep_config": {"lr": [1, 2, 3]}}))
+    with BackgroundValidation() as validation:
+        validation.send(rendered)
+        validation.check()  # accepted
+    last = rendered[-1]
+    broken = [*rendered[:-1], RenderedTrial(last.trial, {**last.spec, "name": "bad name!"})]
+    with pytest.raises(UsageError) as here:
+        validate(broken)
+    with BackgroundValidation() as validation:
+        validation.send(broken)
+        with pytest.raises(UsageError) as there:
+            validation.check()
+        assert validation._child is not None and validation._child.returncode == 0  # it answered
+    assert str(there.value) == str(here.value)
+    assert f"trial {last.trial.trial_id}" in str(there.value)
+
+
+def test_render_command_files_are_exactly_dump_spec(tmp_path: Path, isolated_home: Path) -> None:
+    from skysweep.render import dump_spec
+
+    task_file = tmp_path / "task.json"
+    task_file.write_text(unicode_task_text("echo hi"), encoding="utf-8")
+    out = tmp_path / "specs"
+    done = run_cli("render", str(task_file), "--out", str(out), env={"MY_TOKEN": "x"})
+    assert done.code == 0, done
+    files = sorted(out.glob("*.yaml"))
+    assert len(files) == len(UNICODE)
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert dump_spec(yaml.load(text, Loader=yaml.CSafeLoader)) == text
+
+
+def test_a_rejected_render_leaves_out_as_it_was(tmp_path: Path, isolated_home: Path) -> None:
+    task_file = tmp_path / "task.yaml"
+    task_file.write_text(
+        "name: rejected\nrun: echo hi\nresources:\n  cpus: lots\n"
+        "sweeps:\n  sweep_config:\n    lr: [1, 2, 3]\n"
+    )
+    fresh = tmp_path / "new" / "specs"
+    done = run_cli("render", str(task_file), "--out", str(fresh))
+    assert done.code == 2, done
+    assert "SkyPilot rejects" in done.stderr and "cpus" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "new").exists()  # the folders it made are gone too
+
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    first = expand(load(task_file))[0]
+    same_name = kept / f"{first.index:04d}-{first.trial_id}.yaml"
+    same_name.write_text("mine\n")
+    (kept / "notes.txt").write_text("notes\n")
+    done = run_cli("render", str(task_file), "--out", str(kept))
+    assert done.code == 2, done
+    assert sorted(p.name for p in kept.iterdir()) == sorted([same_name.name, "notes.txt"])
+    assert same_name.read_text() == "mine\n"
+
+
+def test_render_replaces_a_spec_already_in_out(tmp_path: Path, isolated_home: Path) -> None:
+    task_file = EXAMPLES / "quickstart" / "task.yaml"
+    out = tmp_path / "specs"
+    out.mkdir()
+    first = expand(load(task_file))[0]
+    there = out / f"{first.index:04d}-{first.trial_id}.yaml"
+    there.write_text("an old spec\n")
+    done = run_cli("render", str(task_file), "--out", str(out))
+    assert done.code == 0, done
+    spec = yaml.safe_load(there.read_text())
+    assert spec["envs"]["SKYSWEEP_TRIAL_ID"] == first.trial_id
+    assert len(list(out.glob("*.yaml"))) == len(expand(load(task_file)))

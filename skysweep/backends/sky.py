@@ -11,15 +11,21 @@ awaited, so the API server works on them together.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import io
 import json
+import pickle
 import re
 import shlex
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from skysweep.collect import BackendView
@@ -69,10 +75,15 @@ def validate(rendered: Sequence[RenderedTrial]) -> None:
     constrains only the names and the types of the values. A spec whose mounts or workdir
     could substitute an env value always gets the full check.
     """
-    sky = _sky()
+    found = _first_rejection(_sky(), [item.spec for item in rendered])
+    if found is not None:
+        index, exc = found
+        raise _rejected(rendered[index], _describe(exc)) from exc
+
+
+def _first_rejection(sky: Any, specs: Sequence[dict[str, Any]]) -> tuple[int, Exception] | None:
     checked: set[str] = set()
-    for item in rendered:
-        spec = item.spec
+    for index, spec in enumerate(specs):
         shape = {k: v for k, v in spec.items() if k not in ("name", "envs")}
         envs = spec.get("envs") or {}
         shape["envs"] = [(k, type(v).__name__) for k, v in envs.items()]
@@ -85,11 +96,104 @@ def validate(rendered: Sequence[RenderedTrial]) -> None:
             elif not sky.task._is_valid_name(spec["name"]):
                 raise ValueError(f"invalid task name {spec['name']!r}")
         except Exception as exc:
-            raise UsageError(
-                f"trial {item.trial.trial_id} ({item.trial.params}): SkyPilot rejects the "
-                f"rendered task: {_describe(exc)}",
-                hint="check the resources in the task file (cpus, memory, accelerators, infra)",
-            ) from exc
+            return index, exc
+    return None
+
+
+def _rejected(item: RenderedTrial, description: str) -> UsageError:
+    return UsageError(
+        f"trial {item.trial.trial_id} ({item.trial.params}): SkyPilot rejects the "
+        f"rendered task: {description}",
+        hint="check the resources in the task file (cpus, memory, accelerators, infra)",
+    )
+
+
+class BackgroundValidation:
+    """``validate`` in a child process, started before the sweep is rendered.
+
+    ``import sky`` costs ~1.5 s of CPU, more than rendering, dumping and writing 10,000
+    specs. The child imports it on the other core while this process renders and writes;
+    the specs reach it pickled (strings the specs share are pickled once). If the child
+    fails in any way, ``validate`` runs here instead, so errors read as they always do.
+    Use as a context manager: leaving it early ends the child.
+    """
+
+    _CHILD = (
+        "import sys; sys.path.insert(0, sys.argv[1]); "
+        "from skysweep.backends.sky import _validate_in_child; _validate_in_child()"
+    )
+
+    def __init__(self) -> None:
+        self._rendered: Sequence[RenderedTrial] = []
+        self._sender: threading.Thread | None = None
+        package_root = str(Path(__file__).resolve().parent.parent.parent)
+        try:
+            self._child: subprocess.Popen[bytes] | None = subprocess.Popen(
+                [sys.executable, "-c", self._CHILD, package_root],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+        except OSError:
+            self._child = None
+
+    def __enter__(self) -> BackgroundValidation:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._child is not None and self._child.poll() is None:
+            self._child.kill()
+            self._child.wait()
+        if self._sender is not None:
+            self._sender.join()
+
+    def send(self, rendered: Sequence[RenderedTrial]) -> None:
+        """Hand the specs over; returns at once (a thread feeds the child's pipe)."""
+        self._rendered = rendered
+        if self._child is None:
+            return
+        payload = pickle.dumps([item.spec for item in rendered], pickle.HIGHEST_PROTOCOL)
+        self._sender = threading.Thread(target=self._feed, args=(payload,), daemon=True)
+        self._sender.start()
+
+    def _feed(self, payload: bytes) -> None:
+        assert self._child is not None and self._child.stdin is not None
+        try:
+            self._child.stdin.write(payload)
+            self._child.stdin.close()
+        except OSError:
+            pass  # the child is gone: check() validates here
+
+    def check(self) -> None:
+        """Wait for the child's verdict; raise as ``validate`` does."""
+        verdict: Any = "failed"
+        if self._child is not None:
+            if self._sender is not None:
+                self._sender.join()  # it closes the child's stdin: the child reads to its end
+            assert self._child.stdout is not None
+            out = self._child.stdout.read()
+            self._child.wait()
+            lines = out.decode("utf-8", "replace").splitlines()
+            if self._child.returncode == 0 and lines:
+                with contextlib.suppress(ValueError):
+                    verdict = json.loads(lines[-1])
+        if verdict is None:
+            return
+        if isinstance(verdict, list) and len(verdict) == 2:
+            index, description = verdict
+            if isinstance(index, int) and 0 <= index < len(self._rendered):
+                raise _rejected(self._rendered[index], str(description))
+        validate(self._rendered)
+
+
+def _validate_in_child() -> None:
+    """The child's side of ``BackgroundValidation``: import sky, read the specs, answer
+    ``null`` or ``[index, description]`` of the first rejected spec on the last line."""
+    sky = _sky()
+    specs = pickle.load(sys.stdin.buffer)
+    found = _first_rejection(sky, specs)
+    answer = None if found is None else [found[0], _describe(found[1])]
+    sys.stdout.write("\n" + json.dumps(answer) + "\n")
 
 
 # ---------------------------------------------------------------------------------------
