@@ -1,3 +1,3 @@
 """skysweep: hyperparameter sweeps from one task file, launched as SkyPilot jobs and ranked."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
