@@ -263,7 +263,7 @@ class Controller:
             return Look(self.results, changed, Actions(done=self.complete()))
         actions = decide(self.snapshot(), self.policy)
         launched: list[str] = []
-        if self.launcher is not None and (actions.launch or actions.ask):
+        if actions.launch or actions.ask:
             fresh = (
                 self.source.next(actions.ask, self.ledger.trials)
                 if actions.ask and self.source is not None
@@ -279,7 +279,7 @@ class Controller:
             self._open.update(launched)
             self._stale.update(launched)
             changed |= self.observe()
-        if self.launcher is not None and actions.cancel:
+        if actions.cancel:
             self.cancel(actions.cancel)
         return Look(self.results, changed, actions, launched)
 
