@@ -294,11 +294,10 @@ def up(
     """Expand the sweep, launch every trial, follow them and print the ranking."""
     from skysweep import session
     from skysweep.backends import get_backend
-    from skysweep.expand import grid_size
+    from skysweep.expand import expand, grid_size
     from skysweep.launch import default_parallelism, new_sweep_id, render_sweep
     from skysweep.ledger import SweepHeader
     from skysweep.render import missing_secrets
-    from skysweep.search.grid import GridSource
     from skysweep.settings import store_for
 
     err = _err()
@@ -339,7 +338,7 @@ def up(
     task_dir = task_file.resolve().parent
     preview = render_sweep(
         task,
-        list(GridSource(task).next(expected, {})),
+        expand(task),
         sweep_id=the_id,
         backend=backend,
         store=the_store,

@@ -8,7 +8,12 @@ started then.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO, Any
 
 
 def start_time(pid: int) -> str | None:
@@ -41,3 +46,23 @@ def _stat(pid: int) -> list[str] | None:
             return stat.read().rsplit(") ", 1)[1].split()
     except (OSError, IndexError):
         return None
+
+
+def start_module(
+    module: str, work: dict[str, Any], log: IO[bytes], cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """``python -m module`` in a session of its own (it outlives this process and a Ctrl-C
+    in its terminal), given its work as JSON on a pipe: secrets never touch a file."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", module],
+        stdin=subprocess.PIPE,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=cwd,
+        start_new_session=True,
+        close_fds=True,
+    )
+    assert process.stdin is not None
+    process.stdin.write(json.dumps(work).encode())
+    process.stdin.close()
+    return process

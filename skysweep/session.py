@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from skysweep.errors import UsageError
 from skysweep.launch import Launcher
 from skysweep.lease import Lease, LeaseHeldError
 from skysweep.ledger import Ledger, SweepHeader
+from skysweep.process import start_module
 from skysweep.search import TrialSource, source_for
 from skysweep.store import Store, open_store
 from skysweep.task import TaskSpec
@@ -188,7 +188,7 @@ def detach(driving: Driving, task_dir: Path, parallel: int) -> int:
     store = driving.ledger.store
     folder = CONTROLLER_LOGS
     folder.mkdir(parents=True, exist_ok=True)
-    payload = {
+    work = {
         "store_url": store.url,
         "endpoint_url": getattr(store, "endpoint_url", None),
         "sweep_id": driving.ledger.sweep_id,
@@ -198,17 +198,7 @@ def detach(driving: Driving, task_dir: Path, parallel: int) -> int:
         "max_parallel": parallel,
     }
     with (folder / f"{driving.ledger.sweep_id}.log").open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "skysweep.session"],
-            stdin=subprocess.PIPE,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
-    assert process.stdin is not None
-    process.stdin.write(json.dumps(payload).encode())
-    process.stdin.close()
+        process = start_module("skysweep.session", work, log)
     driving.lease.hand_over(process.pid)
     return process.pid
 

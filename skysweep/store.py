@@ -107,25 +107,20 @@ class FileStore:
     def put(self, key: str, data: bytes) -> None:
         path = self.root / key
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".", delete=False) as tmp:
-                tmp.write(data)
-            os.replace(tmp.name, path)
+            os.replace(_beside(path, data), path)
         except OSError as exc:
             raise _file_error(exc, "write", path) from exc
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         path = self.root / key
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".", delete=False) as tmp:
-                tmp.write(data)
+            temporary = _beside(path, data)
             try:
-                os.link(tmp.name, path)  # fails when the target exists: an exclusive create
+                os.link(temporary, path)  # fails when the target exists: an exclusive create
             except FileExistsError:
                 return False
             finally:
-                os.unlink(tmp.name)
+                os.unlink(temporary)
         except OSError as exc:
             raise _file_error(exc, "write", path) from exc
         return True
@@ -196,6 +191,15 @@ class FileStore:
 
     def local_folder(self, prefix: str) -> Path | None:
         return self.root / prefix
+
+
+def _beside(path: Path, data: bytes) -> str:
+    """``data`` in a hidden file next to ``path``, whole, so that renaming or linking it into
+    place lets readers see all of it or nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".", delete=False) as tmp:
+        tmp.write(data)
+    return tmp.name
 
 
 _NOT_PERMITTED = (errno.EACCES, errno.EPERM, errno.EROFS)

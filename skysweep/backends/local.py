@@ -25,13 +25,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from skysweep.collect import BackendView
 from skysweep.errors import BackendError, StoreError
-from skysweep.process import running, start_time
+from skysweep.process import running, start_module, start_time
 from skysweep.render import Placement, RenderedTrial
 from skysweep.store import FileStore, Store, join, open_store
 from skysweep.trial import JobHandle, TrialState
@@ -141,17 +141,7 @@ class LocalBackend:
         }
         with (out / "run.log").open("wb") as log:
             if upload:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "skysweep.backends.local"],
-                    stdin=subprocess.PIPE,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=cwd,
-                    env=os.environ.copy(),
-                    start_new_session=True,
-                )
-                assert process.stdin is not None
-                payload = {
+                work = {
                     "run": item.spec["run"],
                     "env": env,
                     "trial_id": trial_id,
@@ -160,8 +150,7 @@ class LocalBackend:
                     "store_url": request.store.url,
                     "endpoint_url": getattr(request.store, "endpoint_url", None),
                 }
-                process.stdin.write(json.dumps(payload).encode())
-                process.stdin.close()
+                process = start_module("skysweep.backends.local", work, log, cwd)
             else:
                 process = subprocess.Popen(
                     ["bash", "-c", item.spec["run"]],
@@ -370,7 +359,7 @@ def _base_workdir(sweep_id: str, workdir: Any, skip: set[Path]) -> tuple[Path, s
     return base, None
 
 
-def copy_workdir(source: Path, target: Path, *, skip: set[Path] = frozenset()) -> None:  # type: ignore[assignment]
+def copy_workdir(source: Path, target: Path, *, skip: Collection[Path] = ()) -> None:
     """Copy what SkyPilot would upload as the workdir: everything but what ``.skyignore``
     (or, without one, git) ignores. Folders in ``skip`` (the store, skysweep's own) stay out."""
     files = _workdir_files(source)
