@@ -947,15 +947,15 @@ def main() -> None:
         from rich.text import Text
 
         _err().print(Text("error: ", style="bold red") + Text(str(exc)))
-        sys.exit(exc.exit_code)
+        _leave(exc.exit_code)
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        _leave(exc.exit_code)
     except typer.Abort:
-        sys.exit(130)
+        _leave(130)
     except click_errors.NoArgsIsHelpError as exc:
         # Bare `skysweep`: the help is what was asked for, not an error to shout about.
         print(exc.format_message(), file=sys.stderr)
-        sys.exit(2)
+        _leave(2)
     except click_errors.ClickException as exc:
         from rich.text import Text
 
@@ -965,7 +965,23 @@ def main() -> None:
             Text("error: ", style="bold red")
             + Text(f"{exc.format_message()}\n  hint: see '{command} --help'")
         )
-        sys.exit(2 if isinstance(exc, click_errors.UsageError) else exc.exit_code)
+        _leave(2 if isinstance(exc, click_errors.UsageError) else exc.exit_code)
     except KeyboardInterrupt:
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+        _leave(130)
+    _leave(code if isinstance(code, int) else 0)
+
+
+def _leave(code: int | None) -> NoReturn:
+    """Exit without the interpreter's teardown: freeing the few hundred modules a command
+    imports takes 40-60 ms, a sixth of what a short local sweep costs beyond its trials.
+    Everything a command writes is closed by then; what is buffered is flushed here. Under a
+    profiler or a coverage tracer, which write their data at exit, it exits as usual."""
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code or 0)

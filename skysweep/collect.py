@@ -143,7 +143,11 @@ class Collector:
             fetched = concurrently(
                 self.store, lambda t: self._fetch(t, listing[t]), changed, FETCH_WORKERS
             )
-            self._known.update(zip(changed, fetched, strict=True))
+            self._known.update(
+                (tid, found)
+                for tid, found in zip(changed, fetched, strict=True)
+                if found is not None
+            )
         if changed or gone:
             self._unsaved = True
         if self._unsaved and time.monotonic() - self._saved_at >= SNAPSHOT_EVERY:
@@ -178,14 +182,17 @@ class Collector:
         with contextlib.suppress(StoreError):
             self.store.put(join(self.sweep_id, SNAPSHOT), json.dumps(data).encode())
 
-    def _fetch(self, trial_id: str, etag: str) -> _Finished:
+    def _fetch(self, trial_id: str, etag: str) -> _Finished | None:
+        """The trial's finished record and metrics; None while the record is still being
+        written (the job wrapper writes it in place, in one short write)."""
         base = join(self.sweep_id, "trials", trial_id)
         record_bytes = self.store.get(join(self.sweep_id, "finished", f"{trial_id}.json"))
         try:
-            record = json.loads(record_bytes or b"{}")
-            if not isinstance(record, dict):
-                record = {}
+            # No prefix of a JSON object parses: a record cut short reads as not yet there.
+            record = json.loads(record_bytes or b"")
         except ValueError:
+            return None
+        if not isinstance(record, dict):
             record = {}
         metrics, problem = parse_metrics(self.store.get(join(base, "metrics.json")))
         return _Finished(etag, record, metrics, problem)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +27,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from skysweep import __version__
 from skysweep.errors import StoreError, SweepNotFoundError, UsageError
+from skysweep.git import head_commit
 from skysweep.store import MAX_CONNECTIONS, Store, concurrently, join
 from skysweep.task import Scalar, TaskSpec, WrittenFloat
 from skysweep.trial import Attempt, JobHandle, Trial
@@ -87,7 +87,7 @@ class SweepHeader(BaseModel):
             sweep_id=sweep_id,
             name=task.name,
             created_at=now(),
-            git_commit=_git_commit(task_file.parent),
+            git_commit=head_commit(task_file.parent),
             task_file=str(task_file),
             task=task.model_dump(mode="json", exclude_none=True),
             written=written_texts(task.model_dump(exclude_none=True)),
@@ -164,21 +164,6 @@ class RetryRequest(BaseModel):
     after_attempt: int
     requested_at: str
     by: str = ""
-
-
-def _git_commit(folder: Path) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 class Ledger:

@@ -106,7 +106,7 @@ def ranking_json(ranking: Ranking, *, best_only: bool = False) -> dict[str, Any]
     }
 
 
-LARGE_TABLE = 200
+LARGE_TABLE = 50
 """Rows above which the table is measured once and drawn as one line per trial: rich's
 ``Table`` measures and wraps every cell, 5-10 s for 10,000 trials (bench/report.py)."""
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import builtins
 import errno
+import itertools
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -196,10 +197,23 @@ class FileStore:
 def _beside(path: Path, data: bytes) -> str:
     """``data`` in a hidden file next to ``path``, whole, so that renaming or linking it into
     place lets readers see all of it or nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".", delete=False) as tmp:
+    # A name no other writer uses (this process's token and a counter) rather than
+    # tempfile's retry loop, and the folder made only when it is missing: a sweep writes a
+    # few files per trial, so these calls are most of what a write costs.
+    temporary = path.parent / f".{path.name}.{_WRITER}-{os.getpid()}.{next(_WRITES)}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(temporary, flags, 0o666)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(temporary, flags, 0o666)
+    with os.fdopen(fd, "wb") as tmp:
         tmp.write(data)
-    return tmp.name
+    return str(temporary)
+
+
+_WRITER = secrets.token_hex(4)
+_WRITES = itertools.count()
 
 
 _NOT_PERMITTED = (errno.EACCES, errno.EPERM, errno.EROFS)

@@ -16,8 +16,10 @@ file.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -31,6 +33,7 @@ from typing import Any
 
 from skysweep.collect import BackendView
 from skysweep.errors import BackendError, StoreError
+from skysweep.git import listed_files
 from skysweep.process import running, start_module, start_time
 from skysweep.render import Placement, RenderedTrial
 from skysweep.store import FileStore, Store, join, open_store
@@ -41,6 +44,13 @@ from . import LaunchRequest, Submission
 STAGING_ROOT = Path("~/.skysweep/staging").expanduser()
 WORK_ROOT = Path("~/.skysweep/work").expanduser()
 CANCEL_GRACE_SECONDS = 5.0
+_HAS_PIDFD = hasattr(os, "pidfd_open")
+
+
+@functools.cache
+def _bash() -> str:
+    """bash's path, found once: exec with a bare name tries each folder of PATH in turn."""
+    return shutil.which("bash") or "bash"
 
 
 def sweep_folder(store: Store, sweep_id: str) -> tuple[Path, bool]:
@@ -63,14 +73,42 @@ class LocalBackend:
     def __init__(self) -> None:
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._ended = threading.Event()
+        # Linux tells of a child's end on a pidfd, so one poll() waits for all of them; a
+        # thread per child (elsewhere) costs a millisecond to start, per trial.
+        self._pidfds: dict[int, int] = {}
 
     def sleep(self, seconds: float) -> None:
         # A trial this process started ends: look now rather than after the backoff, so a
         # free slot is filled at once.
-        if self._ended.wait(seconds):
-            self._ended.clear()
+        if not self._pidfds or self._ended.is_set():
+            if self._ended.wait(seconds):
+                self._ended.clear()
+            return
+        poller = select.poll()
+        by_fd = {fd: pid for pid, fd in self._pidfds.items()}
+        for fd in by_fd:
+            poller.register(fd, select.POLLIN)
+        for fd, _ in poller.poll(max(0.0, seconds) * 1000):
+            # Told once: the next look reaps the child through its Popen.
+            self._pidfds.pop(by_fd[fd], None)
+            os.close(fd)
 
     def _watch(self, process: subprocess.Popen[bytes]) -> None:
+        if _HAS_PIDFD:
+            try:
+                self._pidfds[process.pid] = os.pidfd_open(process.pid)
+                return
+            except OSError:  # pidfd_open needs Linux 5.3; ENOSYS in some sandboxes
+                pass
+        threading.Thread(target=self._wait, args=(process,), daemon=True).start()
+
+    def _forget(self, pid: int) -> None:
+        self._children.pop(pid, None)
+        fd = self._pidfds.pop(pid, None)
+        if fd is not None:
+            os.close(fd)
+
+    def _wait(self, process: subprocess.Popen[bytes]) -> None:
         process.wait()
         self._ended.set()
 
@@ -153,7 +191,7 @@ class LocalBackend:
                 process = start_module("skysweep.backends.local", work, log, cwd)
             else:
                 process = subprocess.Popen(
-                    ["bash", "-c", item.spec["run"]],
+                    [_bash(), "-c", item.spec["run"]],
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -162,7 +200,7 @@ class LocalBackend:
                     start_new_session=True,
                 )
         self._children[process.pid] = process
-        threading.Thread(target=self._watch, args=(process,), daemon=True).start()
+        self._watch(process)
         return JobHandle(
             backend=self.name,
             job_id=f"local-{process.pid}",
@@ -204,7 +242,7 @@ class LocalBackend:
         pid = where.get("pid")
         child = self._children.get(pid) if isinstance(pid, int) else None
         if child is not None and child.poll() is not None:
-            self._children.pop(child.pid, None)  # reaped: it no longer holds its pid
+            self._forget(child.pid)  # reaped: it no longer holds its pid
         alive = running(pid, where.get("start"))
         folder = Path(str(where.get("sweep_dir")))
         failed_upload = folder / "finished" / f"{trial_id}.upload-failed"
@@ -284,7 +322,7 @@ class LocalBackend:
     def _reap(self, pid: Any) -> None:
         child = self._children.get(pid) if isinstance(pid, int) else None
         if child is not None and child.poll() is not None:
-            self._children.pop(child.pid, None)
+            self._forget(child.pid)
 
     # -- logs ------------------------------------------------------------------------------
 
@@ -376,22 +414,9 @@ def copy_workdir(source: Path, target: Path, *, skip: Collection[Path] = ()) -> 
 def _workdir_files(source: Path) -> list[str]:
     skyignore = source / ".skyignore"
     if not skyignore.exists():
-        listed = subprocess.run(
-            [
-                "git",
-                "-C",
-                str(source),
-                "ls-files",
-                "-z",
-                "--cached",
-                "--others",
-                "--exclude-standard",
-            ],
-            capture_output=True,
-            check=False,
-        )
-        if listed.returncode == 0:
-            return [p for p in listed.stdout.decode(errors="surrogateescape").split("\0") if p]
+        listed = listed_files(source)
+        if listed is not None:
+            return listed
     import fnmatch
 
     patterns = []
