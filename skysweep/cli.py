@@ -727,6 +727,9 @@ def _print_ranking(
     else:
         console = _out()
         console.print(rendered)
+        # Before the best trial's line, which stays last for scripts that read it.
+        for line in summary.lines() if summary is not None else []:
+            console.print(line, markup=False)
         best = ranking.best
         if best is not None and not best_only:
             params = ", ".join(f"{k}={v}" for k, v in best.result.params.items())
@@ -736,9 +739,6 @@ def _print_ranking(
                 f"{best.value:.6g} ({params or 'no parameters'})",
                 markup=False,
             )
-        if summary is not None:
-            for line in summary.lines():
-                console.print(line, markup=False)
 
 
 def _open(sweep: str, store: str | None) -> tuple[SweepRef, Ledger]:
