@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from skysweep.backends.sky import BackgroundValidation
     from skysweep.controller import Controller, Look
+    from skysweep.cost import SweepCost
     from skysweep.ledger import Ledger
     from skysweep.rank import Ranking
     from skysweep.render import RenderedTrial
@@ -290,6 +291,24 @@ def up(
         ),
     ] = False,
     sweep: SweepOverride = None,
+    expected_minutes: Annotated[
+        float | None,
+        typer.Option(
+            "--expected-minutes",
+            min=0,
+            help="How long one trial runs, for the cost estimate and the budget. "
+            "Default: minutes_requested in the task file, else unknown.",
+        ),
+    ] = None,
+    max_cost: Annotated[
+        float | None,
+        typer.Option(
+            "--max-cost",
+            min=0,
+            help="Budget in USD: launch trials only while spent + expected stays within it. "
+            "Default: sweeps.budget.max_cost_usd.",
+        ),
+    ] = None,
 ) -> None:
     """Expand the sweep, launch every trial, follow them and print the ranking."""
     from skysweep import session
@@ -319,6 +338,8 @@ def up(
             hint="use lowercase letters, digits, '.', '_' and '-', starting with a "
             "letter or digit (at most 100), e.g. the id `up` printed",
         )
+    from skysweep import cost
+
     the_store = store_for(store)
     parallel = (
         max_parallel
@@ -346,8 +367,14 @@ def up(
         spread=spread,
     )
     _show_plan(err, task, expected, backend.name, the_store.url, the_id, parallel, preview)
-    for line in backend.plan(preview):
+    plan = backend.plan(preview)
+    for line in plan.lines:
         err.print(line, markup=False)
+    minutes = cost.expected_minutes(expected_minutes, task.minutes_requested)
+    budget = max_cost or (
+        task.sweeps.budget.max_cost_usd if task.sweeps and task.sweeps.budget else None
+    )
+    estimate = _show_estimate(err, plan, preview, minutes, budget)
     hints = Hints(task_file, the_store, the_id, backend.name, sweep)
     if dry_run:
         if output is Output.json:
@@ -359,6 +386,7 @@ def up(
                         "trials": expected,
                         "launched": [],
                         "dry_run": True,
+                        **estimate,
                     }
                 )
             )
@@ -389,6 +417,9 @@ def up(
             expected_trials=expected,
             spread=spread,
             sweep_flags=sweep or [],
+            max_cost_usd=budget,
+            expected_minutes=minutes,
+            prices={k: p for k, p in plan.prices.items() if p is not None},
         )
         driving = session.start(the_store, header, backend, task_dir, parallel)
     _drive(err, driving, hints, task_dir, parallel, detach=detach, output=output)
@@ -484,7 +515,11 @@ def _drive(
     if final.actions.stop:
         err.print(f"stopped: {final.actions.stop}", markup=False)
     ranking = _ranking(ledger, final.results)
-    _print_ranking(ranking, output)
+    summary = _sweep_cost(controller, ranking)
+    if summary.budget_reached:
+        # Not a failure: the sweep ends with the trials it has; the exit code is theirs.
+        err.print("sweep ended by its budget", markup=False)
+    _print_ranking(ranking, output, summary=summary)
     err.print(
         f"results kept in {hints.sweep_url}; show them again with: {hints.results}",
         markup=False,
@@ -519,10 +554,84 @@ def _interrupted(
 
 
 def _ranking(ledger: Any, results: Any) -> Ranking:
+    from skysweep.collect import with_costs
     from skysweep.rank import rank
 
-    ordered = sorted(results.values(), key=lambda r: r.index)
+    ordered = with_costs(sorted(results.values(), key=lambda r: r.index), ledger)
     return rank(ledger.sweep_id, ordered, ledger.header.metric, ledger.header.lower_is_better)
+
+
+def _show_estimate(
+    err: Console,
+    plan: Any,
+    rendered: list[Any],
+    minutes: float | None,
+    budget: float | None,
+) -> dict[str, Any]:
+    """Print what the sweep is expected to cost; refuse a budget that cannot be held (no
+    price, or no expected length). Returns the figures for ``--output json``."""
+    from skysweep import cost
+
+    prices = [plan.prices.get(cost.resource_key(item.trial.resources)) for item in rendered]
+    estimates = [cost.trial_estimate(p, minutes) for p in prices]
+    total = cost.sweep_estimate(prices, minutes)
+    known_prices = [p for p in prices if p is not None]
+    dearest = max(known_prices, key=lambda p: p.trial_hourly_usd) if known_prices else None
+    per_trial = (
+        None
+        if not estimates or any(e is None for e in estimates)
+        else max(e or 0.0 for e in estimates)
+    )
+    free = bool(prices) and all(p is not None and p.free for p in prices)
+    if free:
+        err.print(f"  cost: $0.00 ({cost.FREE_NOTE})", markup=False)
+    elif total is not None:
+        err.print(
+            f"  estimated cost: {cost.usd(total)} for {len(rendered)} trial(s) of {minutes:g} "
+            f"min ({cost.ESTIMATE_NOTE})",
+            markup=False,
+        )
+    else:
+        missing = (
+            "no expected trial length: pass --expected-minutes N or set minutes_requested "
+            "in the task file"
+            if minutes is None
+            else "the backend could not price every resource set"
+        )
+        err.print(f"  estimated cost: unknown ({missing})", markup=False)
+    if budget is not None and (minutes is None or per_trial is None):
+        # Minutes are asked for on every backend, the free one too, so a task file that
+        # passes a local try passes on the cloud.
+        raise UsageError(
+            f"a budget of {cost.usd(budget)} (--max-cost or sweeps.budget.max_cost_usd) needs "
+            "an estimate of each trial's cost, and "
+            + (
+                "no expected trial length was given"
+                if minutes is None
+                else "the backend could not price every resource set"
+            ),
+            hint="pass --expected-minutes N (or set minutes_requested: N in the task file)"
+            if minutes is None
+            else "check the resources SkyPilot could not price (see the plan above), or "
+            "drop --max-cost / sweeps.budget",
+        )
+    if budget is not None:
+        err.print(
+            f"  budget: {cost.usd(budget)}; trials launch while spent + expected stays within it",
+            markup=False,
+        )
+    return {
+        "estimated_cost_usd": total,
+        "estimated_cost_per_trial_usd": per_trial,
+        "price_per_hour_usd": dearest.trial_hourly_usd if dearest else None,
+        "prices": {
+            key: (p.model_dump() | {"trial_hourly_usd": p.trial_hourly_usd}) if p else None
+            for key, p in plan.prices.items()
+        },
+        "expected_minutes": minutes,
+        "max_cost_usd": budget,
+        "cost_note": cost.FREE_NOTE if free else cost.ESTIMATE_NOTE,
+    }
 
 
 def _show_plan(
@@ -601,15 +710,26 @@ def _follow_with_progress(
         return controller.run(on_look=on_look)
 
 
-def _print_ranking(ranking: Ranking, output: Output | Format, best_only: bool = False) -> None:
-    from skysweep.report import render_ranking
+def _print_ranking(
+    ranking: Ranking,
+    output: Output | Format,
+    best_only: bool = False,
+    summary: SweepCost | None = None,
+) -> None:
+    from skysweep.report import ranking_json, render_ranking
 
+    if output.value == "json" and summary is not None and not best_only:
+        print(json.dumps(_with_cost(ranking_json(ranking), summary), indent=2))
+        return
     rendered = render_ranking(ranking, output.value, best_only=best_only)
     if isinstance(rendered, str):
         sys.stdout.write(rendered if rendered.endswith("\n") else rendered + "\n")
     else:
         console = _out()
         console.print(rendered)
+        # Before the best trial's line, which stays last for scripts that read it.
+        for line in summary.lines() if summary is not None else []:
+            console.print(line, markup=False)
         best = ranking.best
         if best is not None and not best_only:
             params = ", ".join(f"{k}={v}" for k, v in best.result.params.items())
@@ -634,14 +754,37 @@ def _store_only_note(exc: Exception) -> None:
     _err().print(f"note: {message}; showing what the store says", markup=False)
 
 
-def _look(ledger: Ledger) -> Ranking:
-    """One look at a sweep, as a reader: what the store and the backend say, ranked."""
+def _look(ledger: Ledger) -> tuple[Ranking, SweepCost]:
+    """One look at a sweep, as a reader: what the store and the backend say, ranked, and
+    what it cost."""
     from skysweep.session import watcher
 
     controller = watcher(ledger)
     controller.on_unavailable = _store_only_note
     controller.observe()
-    return _ranking(ledger, controller.results)
+    ranking = _ranking(ledger, controller.results)
+    return ranking, _sweep_cost(controller, ranking)
+
+
+def _sweep_cost(controller: Controller, ranking: Ranking) -> SweepCost:
+    from skysweep import cost
+
+    ledger = controller.ledger
+    header = ledger.header
+    left = (header.expected_trials or 0) - len(ledger.trials)
+    used = sum(controller.spending()) if header.max_cost_usd is not None else 0.0
+    return cost.sweep_cost(
+        ((t.result.job_id is not None, t.result.cost_usd) for t in ranking.trials),
+        free=header.backend == "local",
+        max_cost_usd=header.max_cost_usd,
+        used_usd=used,
+        budget_reached=left > 0 and not ledger.stop_requested and controller.budget_reached(),
+        not_launched=max(0, left),
+    )
+
+
+def _with_cost(data: dict[str, Any], summary: SweepCost) -> dict[str, Any]:
+    return {**data, "cost": summary.json()}
 
 
 @app.command()
@@ -654,9 +797,9 @@ def status(
     from skysweep.report import ranking_json, ranking_table
 
     _, ledger = _open(sweep, store)
-    ranking = _look(ledger)
+    ranking, summary = _look(ledger)
     if output is Output.json:
-        print(json.dumps(ranking_json(ranking), indent=2))
+        print(json.dumps(_with_cost(ranking_json(ranking), summary), indent=2))
     else:
         header = ledger.header
         more = (header.expected_trials or 0) - len(ranking.trials)
@@ -668,6 +811,8 @@ def status(
                 jobs=True,
             )
         )
+        for line in summary.lines():
+            _out().print(line, markup=False)
 
 
 @app.command()
@@ -683,8 +828,8 @@ def results(
     a best trial was printed (other trials may have failed), 1 when no trial has the metric.
     """
     _, ledger = _open(sweep, store)
-    ranking = _look(ledger)
-    _print_ranking(ranking, format, best_only=best)
+    ranking, summary = _look(ledger)
+    _print_ranking(ranking, format, best_only=best, summary=summary)
     raise typer.Exit(0 if (ranking.best is not None if best else ranking.all_succeeded) else 1)
 
 

@@ -18,8 +18,10 @@ import math
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from skysweep.cost import spent
 from skysweep.errors import StoreError
 from skysweep.store import MAX_CONNECTIONS, FileStore, Store, concurrently, join
 from skysweep.task import Scalar
@@ -53,6 +55,9 @@ class TrialResult:
     backend_status: str | None = None
     attempt: int = 0
     """The run attempt this result is of (0: never launched)."""
+    cost_usd: float | None = None
+    """Its cost so far, an estimate from catalog prices (price x running time x nodes);
+    0.0 on the local backend, None when unknown. Filled in by :func:`with_costs`."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", TrialState(self.state))
@@ -76,6 +81,8 @@ class BackendView:
 
     state: TrialState
     detail: str | None = None
+    started_at: str | None = None
+    """When the job started running, as the backend recorded it (ISO 8601)."""
 
 
 @dataclass
@@ -246,6 +253,7 @@ class Collector:
                 state=view.state,
                 problem=view.detail if view.state.final else None,
                 backend_status=view.detail,
+                started_at=view.started_at,
             )
         if attempt is None:
             return base
@@ -295,3 +303,22 @@ def metric_value(metrics: Mapping[str, Any] | None, metric: str) -> tuple[float 
     if math.isnan(number) or math.isinf(number):
         return None, f"'{metric}' is {number}"
     return number, None
+
+
+def with_costs(
+    results: list[TrialResult], ledger: Ledger, now: datetime | None = None
+) -> list[TrialResult]:
+    """``results`` with each trial's cost so far, from the prices in the sweep's header and the
+    start and end times its job recorded."""
+    header = ledger.header
+    if not header.prices:
+        return results
+    when = now or datetime.now(timezone.utc)
+    out = []
+    for result in results:
+        trial = ledger.trials.get(result.trial_id)
+        price = header.price_of(trial.resources if trial else {})
+        out.append(
+            replace(result, cost_usd=spent(price, result.started_at, result.finished_at, when))
+        )
+    return out

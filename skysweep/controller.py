@@ -18,9 +18,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from skysweep.backends import Backend
-from skysweep.collect import BackendView, Collector, TrialResult
+from skysweep.collect import BackendView, Collector, TrialResult, with_costs
+from skysweep.cost import TrialCost, budget_room, spent_and_committed, trial_estimate
 from skysweep.errors import BackendUnavailableError
 from skysweep.launch import Launcher
 from skysweep.lease import Lease
@@ -44,6 +46,11 @@ class TrialView:
 @dataclass(frozen=True)
 class Policy:
     max_parallel: int
+    max_cost_usd: float | None = None
+    """The budget: no trial launches unless what was spent, what the running trials are
+    expected to cost and its own estimate stay within it. None: no budget."""
+    trial_cost_usd: float | None = None
+    """One new trial's estimated cost (the dearest of the sweep's resource sets)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,10 @@ class Snapshot:
     source_exhausted: bool
     lease_held: bool = True
     stop_requested: bool = False
+    spent_usd: float = 0.0
+    """What the ended trials cost (an estimate from catalog prices)."""
+    committed_usd: float = 0.0
+    """What the trials in flight are expected to cost in all."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,9 @@ class Actions:
     """Every trial has ended and nothing is left to launch."""
     stop: str | None = None
     """Stop driving the sweep without it being done, and why."""
+    budget_reached: bool = False
+    """The budget keeps trials that could run from launching; with ``done``: the sweep ends
+    with the trials it has."""
 
 
 def decide(snapshot: Snapshot, policy: Policy) -> Actions:
@@ -84,11 +98,33 @@ def decide(snapshot: Snapshot, policy: Policy) -> Actions:
         ):
             waiting.append(trial.trial_id)
     room = max(0, policy.max_parallel - in_flight)
-    launch = tuple(waiting[:room])
-    room -= len(launch)
-    ask = 0 if snapshot.source_exhausted else room
-    done = in_flight == 0 and not waiting and snapshot.source_exhausted
-    return Actions(launch=launch, ask=ask, done=done)
+    wanted = min(room, len(waiting) + (0 if snapshot.source_exhausted else room))
+    allowed = budget_room(
+        policy.max_cost_usd,
+        snapshot.spent_usd,
+        snapshot.committed_usd,
+        policy.trial_cost_usd,
+        wanted,
+    )
+    launch = tuple(waiting[:allowed])
+    ask = 0 if snapshot.source_exhausted else allowed - len(launch)
+    more = len(waiting) > len(launch) or not snapshot.source_exhausted
+    # Whether one more trial than launched now would fit, so that a full cap is not taken
+    # for a reached budget.
+    budget_reached = more and (
+        allowed < wanted
+        or budget_room(
+            policy.max_cost_usd,
+            snapshot.spent_usd,
+            snapshot.committed_usd + allowed * (policy.trial_cost_usd or 0.0),
+            policy.trial_cost_usd,
+            1,
+        )
+        == 0
+    )
+    idle = in_flight == 0 and not launch and not ask
+    done = idle and (budget_reached or (not waiting and snapshot.source_exhausted))
+    return Actions(launch=launch, ask=ask, done=done, budget_reached=budget_reached)
 
 
 # ---------------------------------------------------------------------------------------
@@ -234,12 +270,37 @@ class Controller:
         held = True
         if self.lease is not None:
             held = self.lease.renew()
+        spent_usd, committed_usd = (
+            self.spending() if self.policy.max_cost_usd is not None else (0.0, 0.0)
+        )
         return Snapshot(
             trials=[self._view(t) for t in self.ledger.order()],
             source_exhausted=self.source_exhausted,
             lease_held=held,
             stop_requested=self.ledger.stop_requested,
+            spent_usd=spent_usd,
+            committed_usd=committed_usd,
         )
+
+    def spending(self, now: datetime | None = None) -> tuple[float, float]:
+        """What the ended trials cost and what those in flight are expected to cost, from the
+        prices in the sweep's header (the budget's view; the clock is read here, not in
+        :func:`decide`)."""
+        header = self.ledger.header
+        costed = with_costs(list(self.results.values()), self.ledger, now)
+        trials = []
+        for result in costed:
+            trial = self.ledger.trials.get(result.trial_id)
+            price = header.price_of(trial.resources if trial else {})
+            trials.append(
+                TrialCost(
+                    in_flight=result.state.in_flight,
+                    launched=result.job_id is not None,
+                    so_far=result.cost_usd,
+                    estimate=trial_estimate(price, header.expected_minutes),
+                )
+            )
+        return spent_and_committed(trials)
 
     # -- act -------------------------------------------------------------------------------
 
@@ -254,7 +315,23 @@ class Controller:
         return all(
             r.finished and not (ledger.retry_asked(t) and r.state in RETRYABLE_STATES)
             for t, r in self.results.items()
-        ) and (ledger.stop_requested or expected is None or len(ledger.trials) >= expected)
+        ) and (
+            ledger.stop_requested
+            or expected is None
+            or len(ledger.trials) >= expected
+            or self.budget_reached()
+        )
+
+    def budget_reached(self, now: datetime | None = None) -> bool:
+        """The sweep's budget leaves no room for one more trial (False without a budget)."""
+        header = self.ledger.header
+        if header.max_cost_usd is None:
+            return False
+        spent_usd, committed_usd = self.spending(now)
+        room = budget_room(
+            header.max_cost_usd, spent_usd, committed_usd, header.trial_estimate_usd(), 1
+        )
+        return room == 0
 
     def step(self) -> Look:
         """One look: observe, decide, act. Without a launcher (a watcher), only observe."""

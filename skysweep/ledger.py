@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from skysweep import __version__
+from skysweep.cost import Price, resource_key, trial_estimate
 from skysweep.errors import StoreError, SweepNotFoundError, UsageError
 from skysweep.git import head_commit
 from skysweep.store import MAX_CONNECTIONS, Store, concurrently, join
@@ -67,6 +68,23 @@ class SweepHeader(BaseModel):
     """The ``--sweep`` flags the sweep was started with, for the resume hint."""
     written: dict[str, str] = Field(default_factory=dict)
     """Numbers in ``task`` as the user wrote them (``1.10``), by their JSON path."""
+    max_cost_usd: float | None = None
+    """The budget (``sweeps.budget.max_cost_usd`` or ``--max-cost``), kept for a resume."""
+    expected_minutes: float | None = None
+    """How long a trial is expected to run, for estimates (None: unknown)."""
+    prices: dict[str, Price] = Field(default_factory=dict)
+    """The backend's price for each resource set, by :func:`skysweep.cost.resource_key` of
+    the trials' swept resources (``{}`` when none are swept)."""
+
+    def price_of(self, resources: dict[str, Any]) -> Price | None:
+        return self.prices.get(resource_key(resources))
+
+    def trial_estimate_usd(self) -> float | None:
+        """One new trial's estimate: the dearest resource set's (None when any is unknown)."""
+        estimates = [trial_estimate(p, self.expected_minutes) for p in self.prices.values()]
+        if not estimates or any(e is None for e in estimates):
+            return None
+        return max(e for e in estimates if e is not None)
 
     @classmethod
     def new(
@@ -81,6 +99,9 @@ class SweepHeader(BaseModel):
         expected_trials: int | None,
         spread: bool = False,
         sweep_flags: list[str] | None = None,
+        max_cost_usd: float | None = None,
+        expected_minutes: float | None = None,
+        prices: dict[str, Price] | None = None,
     ) -> SweepHeader:
         sweeps = task.sweeps
         return cls(
@@ -99,6 +120,9 @@ class SweepHeader(BaseModel):
             expected_trials=expected_trials,
             spread=spread,
             sweep_flags=sweep_flags or [],
+            max_cost_usd=max_cost_usd,
+            expected_minutes=expected_minutes,
+            prices=prices or {},
         )
 
     def task_spec(self) -> TaskSpec:

@@ -20,6 +20,7 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
+from skysweep.cost import usd
 from skysweep.rank import RankedTrial, Ranking
 from skysweep.task import Scalar, parameter_text
 
@@ -84,6 +85,7 @@ def trial_json(trial: RankedTrial) -> dict[str, Any]:
         "finished_at": r.finished_at,
         "job_id": r.job_id,
         "backend_status": r.backend_status,
+        "cost_usd": r.cost_usd,
     }
 
 
@@ -138,6 +140,7 @@ def _columns(ranking: Ranking, params: list[str], jobs: bool, says: bool) -> lis
         *((_Column("job", right=True),) if jobs else ()),
         *((_Column("backend says", floor=12, keep=0),) if says else ()),
         _Column(ranking.metric, right=True),
+        *((_Column("cost", right=True),) if _has_cost(ranking) else ()),
         *(
             _Column(name, right=True, floor=max(min(cell_len(name), 13), 6), keep=len(params) - i)
             for i, name in enumerate(params)
@@ -149,6 +152,7 @@ def _columns(ranking: Ranking, params: list[str], jobs: bool, says: bool) -> lis
 
 def _cells(ranking: Ranking, params: list[str], jobs: bool, says: bool) -> list[list[str]]:
     """The table's cells, row by row, as the people reading it see them."""
+    cost = _has_cost(ranking)
     rows = []
     for trial in ranking.trials:
         r = trial.result
@@ -160,11 +164,16 @@ def _cells(ranking: Ranking, params: list[str], jobs: bool, says: bool) -> list[
                 *((r.job_id or "",) if jobs else ()),
                 *((_flat(r.backend_status or ""),) if says else ()),
                 _format_value(trial.value),
+                *((usd(r.cost_usd) if r.cost_usd is not None else "",) if cost else ()),
                 *(_flat(_param_text(r.params.get(n))) for n in params),
                 _flat(trial.reason or ""),
             ]
         )
     return rows
+
+
+def _has_cost(ranking: Ranking) -> bool:
+    return any(t.result.cost_usd is not None for t in ranking.trials)
 
 
 def _share(naturals: list[int], floors: list[int], room: int) -> list[int]:
@@ -352,6 +361,8 @@ def ranking_table(
     if says:
         table.add_column("backend says", overflow="fold")
     table.add_column(ranking.metric, justify="right", min_width=min(len(ranking.metric), 10))
+    if _has_cost(ranking):
+        table.add_column("cost", justify="right", no_wrap=True)
     for name in params:
         table.add_column(name, justify="right", min_width=min(len(name), 13))
     table.add_column("note", overflow="fold")

@@ -161,7 +161,11 @@ def _controller(
         backend,
         source,
         Launcher(ledger, backend, task_dir=task_dir),
-        policy=Policy(max_parallel=parallel),
+        policy=Policy(
+            max_parallel=parallel,
+            max_cost_usd=ledger.header.max_cost_usd,
+            trial_cost_usd=ledger.header.trial_estimate_usd(),
+        ),
         lease=lease,
     )
 

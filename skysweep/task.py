@@ -91,6 +91,12 @@ class Resources(_Strict):
         return float(match.group(1)) if match else 1.0
 
 
+class Budget(_Strict):
+    """``sweeps.budget``: what the whole sweep may cost (an estimate from catalog prices)."""
+
+    max_cost_usd: Annotated[float, Field(gt=0)]
+
+
 class Sweep(_Strict):
     """The ``sweeps`` section: what to vary and how to judge it."""
 
@@ -99,6 +105,7 @@ class Sweep(_Strict):
     lower_is_better: bool = True
     # skysweep extensions
     max_parallel: Annotated[int, Field(ge=1)] | None = None
+    budget: Budget | None = None
 
     @field_validator("sweep_config")
     @classmethod

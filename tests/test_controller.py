@@ -359,3 +359,71 @@ def test_grid_expected_equals_the_count(
     assert source.expected == count
     assert len({t.trial_id for t in got}) == count
     assert source.exhausted
+
+
+# ---------------------------------------------------------------------------------------
+# The budget: (trials, cap, exhausted, spent, committed) -> launch, ask, done, budget_reached.
+
+
+@dataclass(frozen=True)
+class BudgetRow:
+    trials: tuple[str, ...]
+    spent: float = 0.0
+    committed: float = 0.0
+    exhausted: bool = False
+    cap: int = 100
+    launch: tuple[int, ...] = ()
+    ask: int = 0
+    done: bool = False
+    reached: bool = False
+
+
+# 12 trials of 30 minutes at $0.096/h: $0.048 each, a $0.25 budget.
+BUDGET_ROWS = {
+    "fresh-sweep-asks-for-5-and-says-the-budget-binds": BudgetRow((), ask=5, reached=True),
+    "5-running-launches-nothing-more-and-waits": BudgetRow(
+        ("submitted",) * 5, committed=0.24, reached=True
+    ),
+    "5-ended-at-their-estimate-ends-the-sweep": BudgetRow(
+        ("succeeded",) * 5, spent=0.24, done=True, reached=True
+    ),
+    "5-ended-cheaper-than-expected-makes-room-for-2": BudgetRow(
+        ("succeeded",) * 5, spent=0.15, ask=2, reached=True
+    ),
+    "known-pending-trials-count-too": BudgetRow(
+        ("succeeded", "pending", "pending"), spent=0.16, exhausted=True, launch=(1,), reached=True
+    ),
+    "budget-not-binding-when-everything-fits": BudgetRow(
+        ("pending", "pending"), exhausted=True, launch=(0, 1)
+    ),
+    "budget-never-binds-once-nothing-is-left": BudgetRow(
+        ("succeeded",) * 5, spent=0.24, exhausted=True, done=True
+    ),
+    "a-full-cap-is-not-a-reached-budget": BudgetRow(("running", "running"), cap=2),
+}
+
+
+@pytest.mark.parametrize("row", list(BUDGET_ROWS.values()), ids=list(BUDGET_ROWS))
+def test_decide_with_a_budget(row: BudgetRow) -> None:
+    snapshot = Snapshot(
+        trials=views(*row.trials),
+        source_exhausted=row.exhausted,
+        spent_usd=row.spent,
+        committed_usd=row.committed,
+    )
+    policy = Policy(max_parallel=row.cap, max_cost_usd=0.25, trial_cost_usd=0.048)
+    actions = decide(snapshot, policy)
+    assert actions.launch == tuple(tid(i) for i in row.launch)
+    assert actions.ask == row.ask
+    assert actions.done is row.done
+    assert actions.budget_reached is row.reached
+    assert actions.stop is None
+
+
+def test_decide_without_a_budget_never_reports_one() -> None:
+    actions = decide(
+        Snapshot(trials=views("succeeded"), source_exhausted=False, spent_usd=99.0),
+        Policy(max_parallel=4),
+    )
+    assert actions.ask == 4
+    assert actions.budget_reached is False

@@ -364,3 +364,130 @@ def test_sky_backend_needs_an_object_store(sky_server: Sky, tmp_path: Path) -> N
     task = _task(tmp_path, GRID.format(name="filestore"))
     done = sky_server.cli("up", str(task), "--yes", "--store", f"file://{tmp_path}/store")
     assert done.code == 2 and "s3://" in done.stderr, done
+
+
+# ---------------------------------------------------------------------------------------
+# Cost: prices from the test catalog, through the real API server.
+
+TWELVE = """
+name: {name}
+resources:
+  cpus: 2
+  infra: aws
+run: python train.py
+sweeps:
+  sweep_config:
+    seed: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+"""
+
+
+def _catalog_price(instance: str) -> float:
+    """The on-demand price of ``instance`` in the catalog the test server reads."""
+    from sky_api_server import VMS_CSV_ROWS
+
+    prices = {float(r.split(",")[6]) for r in VMS_CSV_ROWS if r.split(",")[0] == instance}
+    assert len(prices) == 1, prices
+    return prices.pop()
+
+
+def _cheapest_two_cpu() -> str:
+    from sky_api_server import VMS_CSV_ROWS
+
+    rows = [r.split(",") for r in VMS_CSV_ROWS if '"' not in r and float(r.split(",")[3]) == 2]
+    return min(rows, key=lambda r: float(r[6]))[0]
+
+
+def test_plan_prices_the_optimizers_choice_and_estimates_the_sweep(
+    sky_server: Sky, tmp_path: Path
+) -> None:
+    task = _task(tmp_path, TWELVE.format(name="priced"))
+    dry = sky_server.cli(
+        "up", str(task), "--dry-run", "--output", "json", "--expected-minutes", "30",
+        "--store", sky_server.store,
+    )  # fmt: skip
+    assert dry.code == 0, dry
+    plan = json.loads(dry.stdout)
+    instance = _cheapest_two_cpu()
+    price = _catalog_price(instance)
+    (priced,) = plan["prices"].values()
+    assert instance in priced["choice"] and priced["hourly_usd"] == pytest.approx(price)
+    assert plan["price_per_hour_usd"] == pytest.approx(price)
+    assert plan["estimated_cost_per_trial_usd"] == pytest.approx(price * 0.5)
+    assert plan["estimated_cost_usd"] == pytest.approx(12 * 0.5 * price)  # 0.576 at $0.096/h
+    assert f"${price:.3g}/h" in dry.stderr and "estimate from catalog prices" in dry.stderr
+    unknown = sky_server.cli(
+        "up", str(task), "--dry-run", "--output", "json", "--store", sky_server.store
+    )
+    assert unknown.code == 0, unknown
+    assert json.loads(unknown.stdout)["estimated_cost_usd"] is None
+    assert "unknown" in unknown.stderr and "--expected-minutes" in unknown.stderr
+
+
+def test_budget_launches_what_fits_then_ends_the_sweep(sky_server: Sky, tmp_path: Path) -> None:
+    import boto3
+
+    price = _catalog_price(_cheapest_two_cpu())
+    budget = 0.25
+    fits = int(budget // (price * 0.5))  # 5 at $0.096/h: 5 x 0.048 = 0.24 <= 0.25
+    task = _task(tmp_path, TWELVE.format(name="budgeted"))
+    up = subprocess.Popen(
+        [
+            sys.executable, "-m", "skysweep", "up", str(task), "--yes",
+            "--expected-minutes", "30", "--max-cost", str(budget),
+            "--store", sky_server.store, "--output", "json",
+        ],
+        env=sky_server.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=sky_server.env["AWS_ENDPOINT_URL"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    try:
+        deadline = time.monotonic() + 150
+        sweep_id = None
+        while sweep_id is None:
+            assert up.poll() is None and time.monotonic() < deadline
+            time.sleep(2)
+            listing = sky_server.cli("list", "--store", sky_server.store, "--output", "json")
+            mine = [s for s in json.loads(listing.stdout or "[]") if s["name"] == "budgeted"]
+            if mine and sky_server.manifest(mine[0]["sweep_id"])["jobs"]:
+                sweep_id = mine[0]["sweep_id"]
+        time.sleep(6)  # a few looks: the budget must hold while the jobs are pending
+        jobs = sky_server.manifest(sweep_id)["jobs"]
+        assert len(jobs) == fits
+        # The jobs never reach a VM: write what their wrapper would, 30 minutes each.
+        for trial_id in jobs:
+            base = f"sweeps/{sweep_id}"
+            s3.put_object(
+                Bucket=BUCKET, Key=f"{base}/trials/{trial_id}/metrics.json",
+                Body=json.dumps({"eval/loss": 0.5}).encode(),
+            )  # fmt: skip
+            s3.put_object(
+                Bucket=BUCKET, Key=f"{base}/finished/{trial_id}.json",
+                Body=json.dumps({
+                    "trial_id": trial_id, "state": "succeeded", "exit_code": 0,
+                    "started_at": "2026-01-01T10:00:00+00:00",
+                    "finished_at": "2026-01-01T10:30:00+00:00",
+                }).encode(),
+            )  # fmt: skip
+        out, err = up.communicate(timeout=120)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    assert up.returncode == 0, err  # a budget stop is not a failure
+    assert "sweep ended by its budget" in err
+    assert len(sky_server.manifest(sweep_id)["jobs"]) == fits
+    ranked = json.loads(out)
+    assert [t["cost_usd"] for t in ranked["trials"]] == pytest.approx([price * 0.5] * fits)
+    assert ranked["cost"]["total_usd"] == pytest.approx(fits * price * 0.5)
+    assert ranked["cost"]["budget_reached"] is True
+    assert ranked["cost"]["not_launched"] == 12 - fits
+    status = sky_server.cli("status", sweep_id, "--store", sky_server.store)
+    assert (
+        f"budget reached: ${fits * price * 0.5:.3g} of ${budget:.2f} spent or committed; "
+        f"{12 - fits} trial(s) not launched"
+    ) in status.stdout
+    _down(sky_server, sweep_id)

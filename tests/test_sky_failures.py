@@ -337,6 +337,6 @@ def test_the_plan_says_which_path_submission_takes(
 ) -> None:
     fake = FakeSkyPilot(lambda name, call: None, server=server)
     _, rendered = setup(fake)
-    lines = sky_backend.preflight(rendered)
+    lines = sky_backend.preflight(rendered).lines
     assert lines[0] == line
     assert any("m6i.large" in shown for shown in lines[1:])  # the optimizer's table follows

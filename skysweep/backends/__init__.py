@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from skysweep.cost import Price
 from skysweep.render import Placement, RenderedTrial
 from skysweep.store import Store
 from skysweep.task import TaskSpec
@@ -47,6 +48,18 @@ class Submission:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What a backend says before anything is launched."""
+
+    lines: list[str]
+    """For the plan shown to the user."""
+    prices: dict[str, Price | None] = field(default_factory=dict)
+    """The price per hour of the backend's choice for each resource set, by
+    :func:`skysweep.cost.resource_key` of the trials' swept resources; None where the backend
+    could not price it."""
+
+
 class Backend(Protocol):
     name: str
     runs_here: bool
@@ -56,9 +69,9 @@ class Backend(Protocol):
     def placement(self, store: Store, sweep_id: str) -> Placement:
         """Where a job of this backend finds the sweep's folder of the store."""
 
-    def plan(self, rendered: Sequence[RenderedTrial]) -> list[str]:
+    def plan(self, rendered: Sequence[RenderedTrial]) -> Plan:
         """Check that the trials can launch here, before anything is launched; lines for the
-        plan shown to the user. Raises a :class:`~skysweep.errors.UsageError` (or
+        plan shown to the user and the prices. Raises a :class:`~skysweep.errors.UsageError` (or
         ``BackendUnavailableError``) when they cannot."""
 
     def submit(self, request: LaunchRequest) -> dict[str, Submission]:

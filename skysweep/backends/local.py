@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from skysweep.collect import BackendView
+from skysweep.cost import FREE, resource_key
 from skysweep.errors import BackendError, StoreError
 from skysweep.git import listed_files
 from skysweep.process import running, start_module, start_time
@@ -39,7 +40,7 @@ from skysweep.render import Placement, RenderedTrial
 from skysweep.store import FileStore, Store, join, open_store
 from skysweep.trial import JobHandle, TrialState
 
-from . import LaunchRequest, Submission
+from . import LaunchRequest, Plan, Submission
 
 STAGING_ROOT = Path("~/.skysweep/staging").expanduser()
 WORK_ROOT = Path("~/.skysweep/work").expanduser()
@@ -115,8 +116,9 @@ class LocalBackend:
     def placement(self, store: Store, sweep_id: str) -> Placement:
         return Placement(str(sweep_folder(store, sweep_id)[0]))
 
-    def plan(self, rendered: Sequence[RenderedTrial]) -> list[str]:
-        return []
+    def plan(self, rendered: Sequence[RenderedTrial]) -> Plan:
+        # Trials run on this machine: they cost nothing, whatever their resources.
+        return Plan([], {resource_key(item.trial.resources): FREE for item in rendered})
 
     # -- submit ----------------------------------------------------------------------------
 

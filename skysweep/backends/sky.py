@@ -25,16 +25,18 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from skysweep.collect import BackendView
+from skysweep.cost import Price, resource_key
 from skysweep.errors import BackendError, BackendUnavailableError, UsageError
 from skysweep.render import Placement, RenderedTrial
 from skysweep.store import S3_SCHEMES, Store
 from skysweep.trial import JobHandle, TrialState
 
-from . import LaunchRequest, Submission
+from . import LaunchRequest, Plan, Submission
 
 SUBMIT_ATTEMPTS = 3
 # ``num_jobs`` without a ``pool``: SkyPilot 0.12.x API servers (API versions up to 50) refuse
@@ -368,11 +370,12 @@ def one_per_trial(rendered: Sequence[RenderedTrial]) -> list[Batch]:
     return [Batch([item], copy.deepcopy(item.spec)) for item in rendered]
 
 
-def preflight(rendered: Sequence[RenderedTrial]) -> list[str]:
+def preflight(rendered: Sequence[RenderedTrial]) -> Plan:
     """Before launching: the specs, the API server, an enabled cloud, and what it costs.
 
     Returns which submission path the API server allows, then SkyPilot's optimizer table
-    for each distinct resource set, to show the user.
+    and the price per hour of its choice for each distinct resource set, to show the user,
+    and those prices by the trials' :func:`~skysweep.cost.resource_key`.
     """
     sky = _sky()
     from sky import exceptions
@@ -409,8 +412,27 @@ def preflight(rendered: Sequence[RenderedTrial]) -> list[str]:
         )
     requests = len({_shape(item) for item in rendered}) if server.batches else len(rendered)
     lines = [server.plan_line(len(rendered), requests)]
+    prices: dict[str, Price | None] = {}
     for key, count in counts.items():
         lines.append(f"SkyPilot's choice for {count} trial(s) with resources {key}:")
+        try:
+            price = price_of(sky, sky.Task.from_yaml_config(copy.deepcopy(first[key].spec)), clouds)
+        except Exception as exc:  # a price is a courtesy: the launch does not need it
+            price = None
+            lines.append(f"  (no price: {_describe(exc)})")
+        if price is not None:
+            lines.append(f"  price per hour: {price.describe()}")
+        for item in rendered:
+            if json.dumps(item.spec.get("resources", {}), sort_keys=True) != key:
+                continue
+            trial_key = resource_key(item.trial.resources)
+            known = prices.get(trial_key, price)
+            # --spread may price one trial key at several providers: keep the dearest.
+            prices[trial_key] = (
+                None
+                if known is None or price is None
+                else max(known, price, key=lambda p: p.trial_hourly_usd)
+            )
         captured = io.StringIO()
         try:
             if isinstance(estimates[key], BaseException):
@@ -426,7 +448,56 @@ def preflight(rendered: Sequence[RenderedTrial]) -> list[str]:
             lines.append(f"  (no estimate: {_describe(exc)})")
             continue
         lines += [f"  {line}" for line in _optimizer_table(captured.getvalue())]
-    return lines
+    return Plan(lines, prices)
+
+
+def price_of(sky: Any, task: Any, enabled: Sequence[str]) -> Price | None:
+    """The price per hour of what SkyPilot's optimizer chooses for ``task``; None when no
+    enabled cloud offers its resources.
+
+    The optimize request runs on the API server and answers with its printed table only
+    (``/optimize`` is scheduled with ``ignore_return_value``), so the choice is made again
+    here with the optimizer's own steps for one task: each resource set of the task is
+    validated, each cloud (the set's own, else the server's enabled clouds) lists its
+    feasible launchable resources cheapest first, the cheapest is expanded to its regions and
+    zones, and the one with the lowest ``Resources.get_cost`` is chosen (``ordered``: the
+    first set that any cloud offers). Prices come from SkyPilot's catalog; spot prices when
+    the resources ask for ``use_spot``.
+    """
+    from sky.utils import registry as sky_registry
+    from sky.utils import resources_utils
+
+    registry = sky_registry.CLOUD_REGISTRY
+    candidates: list[tuple[float, Any]] = []
+    for resources in task.resources:
+        resources.validate()
+        clouds = (
+            [resources.cloud]
+            if resources.cloud is not None
+            else [c for c in (registry.from_str(name) for name in enabled) if c is not None]
+        )
+        found: list[tuple[float, Any]] = []
+        for cloud in clouds:
+            feasible = cloud.get_feasible_launchable_resources(resources, task.num_nodes)
+            if not feasible.resources_list:
+                continue
+            for launchable in resources_utils.make_launchables_for_valid_region_zones(
+                feasible.resources_list[0]
+            ):
+                found.append((float(launchable.get_cost(3600)), launchable))
+        candidates += found
+        if found and isinstance(task.resources, list):
+            break  # ordered: the first set offered is the one used
+    if not candidates:
+        return None
+    hourly, best = min(candidates, key=lambda c: c[0])
+    where = f" ({best.region})" if best.region else ""
+    return Price(
+        hourly_usd=hourly,
+        nodes=int(task.num_nodes or 1),
+        spot=bool(best.use_spot),
+        choice=f"{best.cloud} {best.instance_type}{where}",
+    )
 
 
 def _optimizer_table(text: str) -> list[str]:
@@ -456,7 +527,7 @@ class SkyBackend:
             )
         return Placement.mounted(f"{store.url.rstrip('/')}/{sweep_id}")
 
-    def plan(self, rendered: Sequence[RenderedTrial]) -> list[str]:
+    def plan(self, rendered: Sequence[RenderedTrial]) -> Plan:
         return preflight(rendered)
 
     def submit(self, request: LaunchRequest) -> dict[str, Submission]:
@@ -555,7 +626,14 @@ class SkyBackend:
                     refresh=False,
                     all_users=False,
                     job_ids=sorted(ids),
-                    fields=["job_id", "job_name", "status", "failure_reason", "details"],
+                    fields=[
+                        "job_id",
+                        "job_name",
+                        "status",
+                        "failure_reason",
+                        "details",
+                        "start_at",
+                    ],
                 )
             )
         except Exception as exc:
@@ -575,7 +653,7 @@ class SkyBackend:
                 TrialState.failed if status.startswith("FAILED") else TrialState.submitted,
             )
             detail = f"SkyPilot {status}" + (f": {reason}" if reason else "")
-            views[ids[job_id]] = BackendView(state, detail)
+            views[ids[job_id]] = BackendView(state, detail, _iso(_field(record, "start_at")))
         return views
 
     def cancel(self, store: Store, sweep_id: str, jobs: Mapping[str, JobHandle]) -> list[str]:
@@ -612,6 +690,14 @@ class SkyBackend:
         for line in lines:
             if line is not None:
                 yield line
+
+
+def _iso(epoch: Any) -> str | None:
+    """SkyPilot's epoch seconds as the ISO 8601 time the job wrapper writes; None when the
+    job has not started (SkyPilot leaves it unset or 0)."""
+    if not isinstance(epoch, int | float) or epoch <= 0:
+        return None
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
 
 
 def _field(record: Any, name: str) -> Any:
