@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from skysweep.ledger import Ledger
     from skysweep.rank import Ranking
     from skysweep.render import RenderedTrial
+    from skysweep.search.space import Space
     from skysweep.session import Driving
     from skysweep.settings import SweepRef
     from skysweep.store import Store
@@ -298,11 +299,13 @@ def up(
     from skysweep.launch import default_parallelism, new_sweep_id, render_sweep
     from skysweep.ledger import SweepHeader
     from skysweep.render import missing_secrets
+    from skysweep.search import source_for, space_of
     from skysweep.settings import store_for
 
     err = _err()
     task = _load(task_file, sweep)
-    expected = grid_size(task)
+    space = space_of(task)
+    expected = grid_size(task) if space is None or space.max_trials is None else space.max_trials
     backend = get_backend("local" if local else "sky")
     missing = missing_secrets(task, dict(os.environ))
     if missing:
@@ -336,9 +339,11 @@ def up(
         )
     the_id = sweep_id or new_sweep_id(task.name)
     task_dir = task_file.resolve().parent
+    # A sampled sweep's first suggestions stand for it (its seed, or else its id, fixes them).
+    shown = expand(task) if space is None else source_for(task, the_id).next(min(parallel, 8), {})
     preview = render_sweep(
         task,
-        expand(task),
+        shown,
         sweep_id=the_id,
         backend=backend,
         store=the_store,
@@ -346,6 +351,8 @@ def up(
         spread=spread,
     )
     _show_plan(err, task, expected, backend.name, the_store.url, the_id, parallel, preview)
+    if space is not None:
+        _show_space(err, space, parallel, shown if dry_run else [])
     for line in backend.plan(preview):
         err.print(line, markup=False)
     hints = Hints(task_file, the_store, the_id, backend.name, sweep)
@@ -547,6 +554,24 @@ def _show_plan(
     for item in sorted(resources):
         err.print(f"  resources: {item if item != '{}' else '(SkyPilot defaults)'}", markup=False)
     err.print(f"  sweep {sweep_id} in {store}", markup=False)
+
+
+def _show_space(err: Console, space: Space, parallel: int, first: list[Any]) -> None:
+    """A sampled sweep's plan is its space and budget, not a list of trials."""
+    err.print(
+        f"  search: {space.method}, max_trials {space.max_trials}, max_parallel {parallel}"
+        + (f", seed {space.seed}" if space.seed is not None else ""),
+        markup=False,
+    )
+    for line in space.describe():
+        err.print(f"    {line}", markup=False)
+    # Only a seeded random or Sobol sweep draws these again when launched.
+    if space.seed is not None and space.method in ("random", "sobol") and first:
+        err.print(f"  first {len(first)} suggestion(s):", markup=False)
+        for trial in first:
+            chosen = {**trial.params, **{f"resources.{k}": v for k, v in trial.resources.items()}}
+            chosen = {n: chosen.get(n) for n in space.order}
+            err.print(f"    #{trial.index}: {json.dumps(chosen, default=str)}", markup=False)
 
 
 def _follow_with_progress(

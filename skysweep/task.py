@@ -288,6 +288,8 @@ def _tag(name: str) -> str:
 def _branch(value: Any) -> str:
     if isinstance(value, dict):
         return _tag(str(value.get("distribution")))
+    if isinstance(value, _Distribution):  # when serialising
+        return _tag(value.distribution)
     return _LIST_TAG
 
 
