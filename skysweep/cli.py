@@ -151,7 +151,6 @@ def render(
     """
     from skysweep.backends import get_backend
     from skysweep.backends.sky import BackgroundValidation
-    from skysweep.expand import expand
     from skysweep.launch import new_sweep_id, render_sweep
     from skysweep.settings import store_for, store_url
     from skysweep.store import S3_SCHEMES
@@ -163,10 +162,10 @@ def render(
         )
     with BackgroundValidation() as validation:  # first: its `import sky` overlaps the rest
         task = _load(task_file, sweep)
-        trials = expand(task)
         url = store_url(store)
         backend = "sky" if url.split("://", 1)[0] in S3_SCHEMES else "local"
         sweep_id = new_sweep_id(task.name)
+        trials = _renderable(task, sweep_id)
         rendered = render_sweep(
             task,
             trials,
@@ -194,6 +193,25 @@ def render(
             "[yellow]note:[/] no s3:// store was given, so the specs mount no bucket and "
             "trial outputs stay on the VM; pass --store s3://BUCKET/PREFIX to collect them."
         )
+
+
+def _renderable(task: TaskSpec, sweep_id: str) -> list[Any]:
+    """A grid's trials, or a random or Sobol sweep's suggestions (fixed by its seed, else
+    its id); a Bayesian sweep's trials depend on results, so there is nothing to write."""
+    from skysweep.expand import expand
+    from skysweep.search import source_for
+
+    method = task.sweeps.method if task.sweeps else "grid"
+    if method == "grid":
+        return expand(task)
+    if method == "bayes":
+        raise UsageError(
+            "render writes a sweep's trials up front, but a bayes sweep's trials are suggested "
+            "from the results of those before",
+            hint="run it with 'skysweep up', or render a method: random or sobol sweep",
+        )
+    source = source_for(task, sweep_id)
+    return source.next(source.expected or 0, {})
 
 
 def _write_specs(

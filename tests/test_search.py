@@ -4,6 +4,7 @@ store; real sweeps through `skysweep up` on the local backend, killed and resume
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import math
 import os
@@ -24,6 +25,13 @@ from skysweep.search.study import SampledSource, optuna_state, rebuild
 from skysweep.task import TaskSpec
 from skysweep.trial import Trial, TrialState
 
+SOBOL = pytest.param(
+    "sobol",
+    marks=pytest.mark.skipif(
+        importlib.util.find_spec("scipy") is None,
+        reason="sobol draws with scipy (a dependency in pyproject.toml): pip install scipy",
+    ),
+)
 SPACE: dict[str, Any] = {
     "lr": {"distribution": "log_uniform_values", "min": 1e-6, "max": 1.0},
     "layers": {"distribution": "int_uniform", "min": 1, "max": 12},
@@ -105,7 +113,7 @@ def test_internal_values_map_to_what_the_job_gets_and_back(
     assert param.to_value(back) == pytest.approx(value)
 
 
-@pytest.mark.parametrize("method", ["random", "sobol", "bayes"])
+@pytest.mark.parametrize("method", ["random", SOBOL, "bayes"])
 def test_suggestions_lie_in_the_space(method: str) -> None:
     trials = ask_all(source_for(task_of(method, max_trials=40)), 40)
     assert [t.index for t in trials] == list(range(40))
@@ -122,7 +130,7 @@ def test_suggestions_lie_in_the_space(method: str) -> None:
         assert math.isfinite(p["noise"])
 
 
-@pytest.mark.parametrize("method", ["random", "sobol", "bayes"])
+@pytest.mark.parametrize("method", ["random", SOBOL, "bayes"])
 def test_same_seed_same_suggestions_other_seed_others(method: str) -> None:
     first = ask_all(source_for(task_of(method)), 8)
     again = ask_all(source_for(task_of(method)), 8, step=5)
@@ -131,7 +139,7 @@ def test_same_seed_same_suggestions_other_seed_others(method: str) -> None:
     assert [t.params for t in first] != [t.params for t in other]
 
 
-@pytest.mark.parametrize("method", ["random", "sobol"])
+@pytest.mark.parametrize("method", ["random", SOBOL])
 def test_a_resumed_source_continues_the_sequence(method: str) -> None:
     whole = ask_all(source_for(task_of(method)), 10)
     known = {t.trial_id: t for t in whole[:6]}
@@ -414,3 +422,16 @@ def test_a_killed_bayes_sweep_resumed_from_another_home_finishes_its_budget(
     assert sorted(p.name for p in marks.iterdir()) == sorted(r["trial_id"] for r in after)
     ends = {p.name: p.read_text().count("end ") for p in marks.iterdir()}
     assert set(ends.values()) == {1}, ends
+
+
+def test_render_writes_a_seeded_random_sweep_and_refuses_a_bayes_one(
+    tmp_path: Path, isolated_home: Path
+) -> None:
+    task = sweep_task(tmp_path, "random", max_trials=4, parallel=2)
+    out = tmp_path / "specs"
+    done = run_cli("render", str(task), "--out", str(out))
+    assert done.code == 0, done
+    assert len(list(out.glob("*.yaml"))) == 4
+    bayes = sweep_task(tmp_path, "bayes", max_trials=4, parallel=2)
+    refused = run_cli("render", str(bayes), "--out", str(tmp_path / "other"))
+    assert refused.code == 2 and "skysweep up" in refused.stderr, refused
