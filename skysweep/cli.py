@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from skysweep.ledger import Ledger
     from skysweep.rank import Ranking
     from skysweep.render import RenderedTrial
+    from skysweep.search.space import Space
     from skysweep.session import Driving
     from skysweep.settings import SweepRef
     from skysweep.store import Store
@@ -151,7 +152,6 @@ def render(
     """
     from skysweep.backends import get_backend
     from skysweep.backends.sky import BackgroundValidation
-    from skysweep.expand import expand
     from skysweep.launch import new_sweep_id, render_sweep
     from skysweep.settings import store_for, store_url
     from skysweep.store import S3_SCHEMES
@@ -163,10 +163,10 @@ def render(
         )
     with BackgroundValidation() as validation:  # first: its `import sky` overlaps the rest
         task = _load(task_file, sweep)
-        trials = expand(task)
         url = store_url(store)
         backend = "sky" if url.split("://", 1)[0] in S3_SCHEMES else "local"
         sweep_id = new_sweep_id(task.name)
+        trials = _renderable(task, sweep_id)
         rendered = render_sweep(
             task,
             trials,
@@ -194,6 +194,25 @@ def render(
             "[yellow]note:[/] no s3:// store was given, so the specs mount no bucket and "
             "trial outputs stay on the VM; pass --store s3://BUCKET/PREFIX to collect them."
         )
+
+
+def _renderable(task: TaskSpec, sweep_id: str) -> list[Any]:
+    """A grid's trials, or a random or Sobol sweep's suggestions (fixed by its seed, else
+    its id); a Bayesian sweep's trials depend on results, so there is nothing to write."""
+    from skysweep.expand import expand
+    from skysweep.search import source_for
+
+    method = task.sweeps.method if task.sweeps else "grid"
+    if method == "grid":
+        return expand(task)
+    if method == "bayes":
+        raise UsageError(
+            "render writes a sweep's trials up front, but a bayes sweep's trials are suggested "
+            "from the results of those before",
+            hint="run it with 'skysweep up', or render a method: random or sobol sweep",
+        )
+    source = source_for(task, sweep_id)
+    return source.next(source.expected or 0, {})
 
 
 def _write_specs(
@@ -317,11 +336,13 @@ def up(
     from skysweep.launch import default_parallelism, new_sweep_id, render_sweep
     from skysweep.ledger import SweepHeader
     from skysweep.render import missing_secrets
+    from skysweep.search import source_for, space_of
     from skysweep.settings import store_for
 
     err = _err()
     task = _load(task_file, sweep)
-    expected = grid_size(task)
+    space = space_of(task)
+    expected = grid_size(task) if space is None or space.max_trials is None else space.max_trials
     backend = get_backend("local" if local else "sky")
     missing = missing_secrets(task, dict(os.environ))
     if missing:
@@ -357,9 +378,11 @@ def up(
         )
     the_id = sweep_id or new_sweep_id(task.name)
     task_dir = task_file.resolve().parent
+    # A sampled sweep's first suggestions stand for it (its seed, or else its id, fixes them).
+    shown = expand(task) if space is None else source_for(task, the_id).next(min(parallel, 8), {})
     preview = render_sweep(
         task,
-        expand(task),
+        shown,
         sweep_id=the_id,
         backend=backend,
         store=the_store,
@@ -367,6 +390,8 @@ def up(
         spread=spread,
     )
     _show_plan(err, task, expected, backend.name, the_store.url, the_id, parallel, preview)
+    if space is not None:
+        _show_space(err, space, parallel, shown if dry_run else [])
     plan = backend.plan(preview)
     for line in plan.lines:
         err.print(line, markup=False)
@@ -656,6 +681,24 @@ def _show_plan(
     for item in sorted(resources):
         err.print(f"  resources: {item if item != '{}' else '(SkyPilot defaults)'}", markup=False)
     err.print(f"  sweep {sweep_id} in {store}", markup=False)
+
+
+def _show_space(err: Console, space: Space, parallel: int, first: list[Any]) -> None:
+    """A sampled sweep's plan is its space and budget, not a list of trials."""
+    err.print(
+        f"  search: {space.method}, max_trials {space.max_trials}, max_parallel {parallel}"
+        + (f", seed {space.seed}" if space.seed is not None else ""),
+        markup=False,
+    )
+    for line in space.describe():
+        err.print(f"    {line}", markup=False)
+    # Only a seeded random or Sobol sweep draws these again when launched.
+    if space.seed is not None and space.method in ("random", "sobol") and first:
+        err.print(f"  first {len(first)} suggestion(s):", markup=False)
+        for trial in first:
+            chosen = {**trial.params, **{f"resources.{k}": v for k, v in trial.resources.items()}}
+            chosen = {n: chosen.get(n) for n in space.order}
+            err.print(f"    #{trial.index}: {json.dumps(chosen, default=str)}", markup=False)
 
 
 def _follow_with_progress(

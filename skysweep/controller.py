@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from skysweep.backends import Backend
-from skysweep.collect import BackendView, Collector, TrialResult, with_costs
+from skysweep.collect import BackendView, Collector, TrialResult, metric_value, with_costs
 from skysweep.cost import TrialCost, budget_room, spent_and_committed, trial_estimate
 from skysweep.errors import BackendUnavailableError
 from skysweep.launch import Launcher
 from skysweep.lease import Lease
 from skysweep.ledger import Ledger
-from skysweep.search import TrialSource
+from skysweep.search import Outcome, TrialSource
 from skysweep.trial import RETRYABLE_STATES, TrialState
 
 # ---------------------------------------------------------------------------------------
@@ -342,7 +342,7 @@ class Controller:
         launched: list[str] = []
         if actions.launch or actions.ask:
             fresh = (
-                self.source.next(actions.ask, self.ledger.trials)
+                self.source.next(actions.ask, self.ledger.trials, self.outcomes())
                 if actions.ask and self.source is not None
                 else []
             )
@@ -359,6 +359,20 @@ class Controller:
         if actions.cancel:
             self.cancel(actions.cancel)
         return Look(self.results, changed, actions, launched)
+
+    def outcomes(self) -> dict[str, Outcome]:
+        """How every trial stands, for a source that learns from results: its state, and
+        its metric value when it succeeded and reported the sweep's metric."""
+        metric = self.ledger.header.metric
+        return {
+            trial_id: (
+                result.state,
+                metric_value(result.metrics, metric)[0]
+                if result.state is TrialState.succeeded
+                else None,
+            )
+            for trial_id, result in self.results.items()
+        }
 
     def cancel(self, trial_ids: Sequence[str]) -> list[str]:
         handles = {

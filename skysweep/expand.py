@@ -31,7 +31,7 @@ def trial_id_for(params: dict[str, Scalar], resources: dict[str, Any]) -> str:
 
 
 def _config(task: TaskSpec) -> dict[str, list[Scalar]]:
-    return dict(task.sweeps.sweep_config) if task.sweeps else {}
+    return task.sweeps.grid_values() if task.sweeps else {}
 
 
 def grid_points(task: TaskSpec) -> Iterator[Trial]:

@@ -118,6 +118,7 @@ class SweepHeader(BaseModel):
             store_url=store_url,
             max_parallel=max_parallel,
             expected_trials=expected_trials,
+            source=sweeps.method if sweeps else "grid",
             spread=spread,
             sweep_flags=sweep_flags or [],
             max_cost_usd=max_cost_usd,
@@ -136,6 +137,8 @@ class TrialRecord(BaseModel):
     resources: dict[str, Any] = Field(default_factory=dict)
     created_at: str | None = None
     written: dict[str, str] = Field(default_factory=dict)
+    suggested_by: str = "grid"
+    """Which method and sampler made the trial; records older than search methods are grid."""
 
     @classmethod
     def of(cls, trial: Trial, created_at: str | None = None) -> TrialRecord:
@@ -146,11 +149,12 @@ class TrialRecord(BaseModel):
             resources=trial.resources,
             created_at=created_at,
             written=written_texts(trial.params),
+            suggested_by=trial.suggested_by,
         )
 
     def trial(self) -> Trial:
         params = with_written(dict(self.params), self.written)
-        return Trial(self.index, self.trial_id, params, dict(self.resources))
+        return Trial(self.index, self.trial_id, params, dict(self.resources), self.suggested_by)
 
 
 def written_texts(value: Any, path: tuple[str | int, ...] = ()) -> dict[str, str]:

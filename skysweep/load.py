@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from skysweep.errors import Problem, TaskFileError, UsageError
 from skysweep.task import (
+    DISTRIBUTIONS,
     ENV_NAME,
     RESOURCE_SWEEP_PREFIX,
     Resources,
@@ -486,7 +487,7 @@ def _problem(
     kind = error["type"]
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        candidates = _keys_at(loc[:-1], flat)
+        candidates = _keys_at(loc[:-1], flat) or _distribution_keys(error["loc"])
         close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
         if close:
             unknown_hint = f"did you mean '{close[0]}'?"
@@ -554,9 +555,19 @@ def _keys_at(loc: tuple[str | int, ...], flat: bool) -> list[str]:
     return keys
 
 
+def _distribution_keys(raw: tuple[str | int, ...]) -> list[str]:
+    """The keys of the distribution a misspelled key sits in (its union tag names it)."""
+    for part in raw:
+        name = str(part).removeprefix("distribution[").removesuffix("]")
+        if str(part).startswith("distribution[") and name in DISTRIBUTIONS:
+            return list(DISTRIBUTIONS[name].model_fields)
+    return []
+
+
 def _hint_for(loc: tuple[str | int, ...]) -> str | None:
     path = ".".join(str(p) for p in loc)
     hints = {
+        "sweeps.method": "use grid (the default), random, sobol or bayes",
         "sweeps.lower_is_better": "use true (lower metric is better) or false (higher is better)",
         "sweeps.sweep_config": "map each parameter to a list of values, e.g. "
         "learning_rate: [1e-5, 3e-5]",

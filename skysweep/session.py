@@ -155,7 +155,7 @@ def _controller(
     ledger: Ledger, backend: Backend, task_dir: Path, parallel: int, lease: Lease | None
 ) -> Controller:
     task = ledger.header.task_spec()
-    source: TrialSource = source_for(task)
+    source: TrialSource = source_for(task, ledger.sweep_id)
     return Controller(
         ledger,
         backend,

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    GetCoreSchemaHandler,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import core_schema
 
 
@@ -91,6 +103,256 @@ class Resources(_Strict):
         return float(match.group(1)) if match else 1.0
 
 
+# ---------------------------------------------------------------------------------------
+# Search spaces: W&B Sweeps' distributions, with W&B's meanings
+# (https://docs.wandb.ai/guides/sweeps/sweep-config-keys#distribution-options-for-random-and-bayesian-search).
+
+
+class _Distribution(_Strict):
+    distribution: str
+
+    def describe(self) -> str:
+        """One line for ``up --dry-run``."""
+        fields = self.model_dump(exclude={"distribution"})
+        return (
+            f"{self.distribution_name()}(" + ", ".join(f"{k}={v}" for k, v in fields.items()) + ")"
+        )
+
+    def distribution_name(self) -> str:
+        return self.distribution
+
+
+class Constant(_Distribution):
+    distribution: Literal["constant"] = "constant"
+    value: Scalar
+
+
+class Categorical(_Distribution):
+    distribution: Literal["categorical"] = "categorical"
+    values: list[Scalar]
+
+    @field_validator("values")
+    @classmethod
+    def _not_empty(cls, value: list[Scalar]) -> list[Scalar]:
+        if not value:
+            raise ValueError(
+                "a categorical with no values has nothing to choose from; list them, "
+                "e.g. values: [adam, sgd]"
+            )
+        return value
+
+
+class _Bounded(_Distribution):
+    min: float
+    max: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _Bounded:
+        if self.min >= self.max:
+            raise ValueError(
+                f"{self.distribution_name()} needs min < max, got min {self.min} and max "
+                f"{self.max}; swap them, or use distribution: constant with value: for one value"
+            )
+        return self
+
+
+def _quantum(value: float) -> float:
+    if value <= 0:
+        raise ValueError(f"q is the step values are rounded to and must be > 0, got {value}")
+    return value
+
+
+def _positive_min(model: _Bounded) -> None:
+    if model.min <= 0:
+        raise ValueError(
+            f"{model.distribution_name()} takes the values themselves, and their logarithm "
+            f"needs min > 0, got min {model.min}; use e.g. min: 1.0e-6 (or distribution: "
+            "log_uniform, whose min and max are natural-log exponents)"
+        )
+
+
+class Uniform(_Bounded):
+    distribution: Literal["uniform"] = "uniform"
+
+
+class IntUniform(_Bounded):
+    distribution: Literal["int_uniform"] = "int_uniform"
+    min: int
+    max: int
+
+    @field_validator("min", "max", mode="before")
+    @classmethod
+    def _whole(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, float) and not value.is_integer():
+            whole = math.floor(value) if info.field_name == "min" else math.ceil(value)
+            raise ValueError(
+                f"int_uniform takes whole-number bounds, got {info.field_name} {value}; "
+                f"write e.g. {info.field_name}: {whole}, or use distribution: uniform for "
+                "real numbers"
+            )
+        if isinstance(value, float):
+            return int(value)
+        return value
+
+
+class QUniform(_Bounded):
+    distribution: Literal["q_uniform"] = "q_uniform"
+    q: float = 1.0
+
+    _q = field_validator("q")(_quantum)
+
+    @model_validator(mode="after")
+    def _a_step_fits(self) -> QUniform:
+        if math.ceil(self.min / self.q) > math.floor(self.max / self.q):
+            raise ValueError(
+                f"no multiple of q={self.q} lies between min {self.min} and max {self.max}; "
+                "use a smaller q or a wider range"
+            )
+        return self
+
+
+class LogUniformValues(_Bounded):
+    distribution: Literal["log_uniform_values"] = "log_uniform_values"
+
+    @model_validator(mode="after")
+    def _positive(self) -> LogUniformValues:
+        _positive_min(self)
+        return self
+
+
+class QLogUniformValues(_Bounded):
+    distribution: Literal["q_log_uniform_values"] = "q_log_uniform_values"
+    q: float = 1.0
+
+    _q = field_validator("q")(_quantum)
+
+    @model_validator(mode="after")
+    def _positive(self) -> QLogUniformValues:
+        _positive_min(self)
+        return self
+
+
+class LogUniform(_Bounded):
+    """W&B's ``log_uniform``: ``min`` and ``max`` are natural-log exponents, values lie
+    between e^min and e^max (``log_uniform_values`` takes the values themselves)."""
+
+    distribution: Literal["log_uniform"] = "log_uniform"
+
+
+class Normal(_Distribution):
+    distribution: Literal["normal"] = "normal"
+    mu: float = 0.0
+    sigma: float = 1.0
+
+    @field_validator("sigma")
+    @classmethod
+    def _spread(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError(f"normal needs sigma > 0, got sigma {value}; e.g. sigma: 1.0")
+        return value
+
+
+Distribution = (
+    Constant
+    | Categorical
+    | Uniform
+    | IntUniform
+    | QUniform
+    | LogUniformValues
+    | QLogUniformValues
+    | LogUniform
+    | Normal
+)
+DISTRIBUTIONS: dict[str, type[_Distribution]] = {
+    "constant": Constant,
+    "categorical": Categorical,
+    "uniform": Uniform,
+    "int_uniform": IntUniform,
+    "q_uniform": QUniform,
+    "log_uniform_values": LogUniformValues,
+    "q_log_uniform_values": QLogUniformValues,
+    "log_uniform": LogUniform,
+    "normal": Normal,
+}
+FINITE = ("categorical", "constant")
+"""Distributions a grid can take: W&B's ``values:`` and ``value:`` spellings."""
+METHODS = ("grid", "random", "sobol", "bayes")
+# Tags hold '[' so load.py's messages leave them out of the key path, as for other unions.
+_LIST_TAG = "list[values]"
+
+
+def _tag(name: str) -> str:
+    return f"distribution[{name}]"
+
+
+def _branch(value: Any) -> str:
+    if isinstance(value, dict):
+        return _tag(str(value.get("distribution")))
+    if isinstance(value, _Distribution):  # when serialising
+        return _tag(value.distribution)
+    return _LIST_TAG
+
+
+def _entry(value: Any, info: ValidationInfo) -> Any:
+    """One ``sweep_config`` value: a list, or a distribution mapping (W&B's inference when
+    ``distribution`` is left out: ``values`` is categorical, ``value`` constant, ``min`` and
+    ``max`` uniform, or int_uniform for two integers)."""
+    if not isinstance(value, dict):
+        return value
+    value = dict(value)
+    name = value.get("distribution")
+    if name is None:
+        if "values" in value:
+            name = "categorical"
+        elif "value" in value:
+            name = "constant"
+        elif "min" in value and "max" in value:
+            both_int = all(
+                isinstance(value[k], int) and not isinstance(value[k], bool) for k in ("min", "max")
+            )
+            name = "int_uniform" if both_int else "uniform"
+        else:
+            raise ValueError(
+                "a mapping needs 'distribution:' (one of " + ", ".join(DISTRIBUTIONS) + "), "
+                "or 'values:' for a choice; e.g. {distribution: uniform, min: 0, max: 1}"
+            )
+    if name not in DISTRIBUTIONS:
+        close = difflib.get_close_matches(str(name), list(DISTRIBUTIONS), n=1, cutoff=0.5)
+        raise ValueError(
+            f"unknown distribution {name!r}; "
+            + (f"did you mean '{close[0]}'? " if close else "")
+            + "known: "
+            + ", ".join(DISTRIBUTIONS)
+        )
+    method = info.data.get("method", "grid")
+    if method == "grid" and name not in FINITE:
+        raise ValueError(
+            f"distribution {name!r} needs a search method that samples, but the sweep's "
+            "method is grid, which takes a list of values; add 'method: random' (or sobol, "
+            "bayes) and 'max_trials: N' to the sweeps section, or give a list of values"
+        )
+    value["distribution"] = name
+    return value
+
+
+SweepValue = Annotated[
+    Annotated[list[Scalar], Tag(_LIST_TAG)]
+    | Annotated[Constant, Tag(_tag("constant"))]
+    | Annotated[Categorical, Tag(_tag("categorical"))]
+    | Annotated[Uniform, Tag(_tag("uniform"))]
+    | Annotated[IntUniform, Tag(_tag("int_uniform"))]
+    | Annotated[QUniform, Tag(_tag("q_uniform"))]
+    | Annotated[LogUniformValues, Tag(_tag("log_uniform_values"))]
+    | Annotated[QLogUniformValues, Tag(_tag("q_log_uniform_values"))]
+    | Annotated[LogUniform, Tag(_tag("log_uniform"))]
+    | Annotated[Normal, Tag(_tag("normal"))],
+    Discriminator(_branch),
+    BeforeValidator(_entry),
+]
+"""A ``sweep_config`` value: a list (grid values, or a categorical choice for the other
+methods) or one distribution."""
+
+
 class Budget(_Strict):
     """``sweeps.budget``: what the whole sweep may cost (an estimate from catalog prices)."""
 
@@ -98,19 +360,57 @@ class Budget(_Strict):
 
 
 class Sweep(_Strict):
-    """The ``sweeps`` section: what to vary and how to judge it."""
+    """The ``sweeps`` section: what to vary and how to judge it.
 
-    sweep_config: dict[str, list[Scalar]] = Field(default_factory=dict)
+    ``method``, ``max_trials``, ``seed`` and W&B's ``metric`` are skysweep's extensions;
+    they come before ``sweep_config`` because its values are checked against the method.
+    """
+
+    method: Literal["grid", "random", "sobol", "bayes"] = "grid"
+    max_trials: int | None = None
+    """How many trials to launch in all (W&B's ``run_cap`` is the same key); required for
+    every method but grid."""
+    seed: int | None = None
+    sweep_config: dict[str, SweepValue] = Field(default_factory=dict)
     sweep_metric: str = "eval/loss"
     lower_is_better: bool = True
     # skysweep extensions
     max_parallel: Annotated[int, Field(ge=1)] | None = None
     budget: Budget | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _wandb_spellings(cls, data: Any) -> Any:
+        """W&B's ``run_cap`` and ``metric: {name, goal}`` become skysweep's keys, so the
+        sweep reads (and is stored) one way."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "run_cap" in data:
+            if "max_trials" in data:
+                raise ValueError(
+                    "run_cap and max_trials are the same key (W&B's and skysweep's names); "
+                    "keep one of them"
+                )
+            data["max_trials"] = data.pop("run_cap")
+        if "metric" in data:
+            data.update(_wandb_metric(data.pop("metric"), data))
+        return data
+
+    @field_validator("max_trials")
+    @classmethod
+    def _trial_count(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError(
+                f"max_trials is how many trials to launch in all and must be >= 1, got "
+                f"{value}; e.g. max_trials: 20"
+            )
+        return value
+
     @field_validator("sweep_config")
     @classmethod
-    def _lists_not_empty(cls, value: dict[str, list[Scalar]]) -> dict[str, list[Scalar]]:
-        empty = [name for name, values in value.items() if not values]
+    def _lists_not_empty(cls, value: dict[str, Any]) -> dict[str, Any]:
+        empty = [name for name, values in value.items() if isinstance(values, list) and not values]
         if empty:
             raise ValueError(
                 f"the value list of {', '.join(repr(n) for n in empty)} is empty; "
@@ -120,7 +420,7 @@ class Sweep(_Strict):
 
     @field_validator("sweep_config")
     @classmethod
-    def _swept_names(cls, value: dict[str, list[Scalar]]) -> dict[str, list[Scalar]]:
+    def _swept_names(cls, value: dict[str, Any]) -> dict[str, Any]:
         _check_parameter_names([n for n in value if not n.startswith(RESOURCE_SWEEP_PREFIX)])
         unknown = [
             n.removeprefix(RESOURCE_SWEEP_PREFIX)
@@ -141,6 +441,51 @@ class Sweep(_Strict):
         if not value.strip():
             raise ValueError("sweep_metric is empty; name the metric to rank by, e.g. 'eval/loss'")
         return value
+
+    @model_validator(mode="after")
+    def _trial_count_for_sampling(self) -> Sweep:
+        if self.method != "grid" and self.max_trials is None:
+            raise ValueError(
+                f"method {self.method} samples without end and needs a trial count: add "
+                "'max_trials: N' (W&B's run_cap) to the sweeps section, e.g. max_trials: 20"
+            )
+        return self
+
+    def grid_values(self) -> dict[str, list[Scalar]]:
+        """``sweep_config`` as lists of values (a grid's axes: ``values:`` and ``value:``
+        are W&B's spellings of a list and of one value)."""
+        out: dict[str, list[Scalar]] = {}
+        for name, spec in self.sweep_config.items():
+            if isinstance(spec, list):
+                out[name] = spec
+            elif isinstance(spec, Categorical):
+                out[name] = spec.values
+            elif isinstance(spec, Constant):
+                out[name] = [spec.value]
+            else:  # the validator refuses other distributions on a grid
+                raise ValueError(f"{name}: {spec.distribution_name()} is not a list of values")
+        return out
+
+
+def _wandb_metric(metric: Any, data: dict[str, Any]) -> dict[str, Any]:
+    given = [k for k in ("sweep_metric", "lower_is_better") if k in data]
+    if given:
+        raise ValueError(
+            f"metric (W&B's spelling) and {' and '.join(given)} say the same thing twice; "
+            "keep either metric: {name, goal} or sweep_metric/lower_is_better"
+        )
+    shape = "metric takes {name: eval/loss, goal: minimize} (goal: minimize or maximize)"
+    if not isinstance(metric, dict):
+        raise ValueError(f"{shape}, got {metric!r}")
+    extra = set(metric) - {"name", "goal"}
+    if extra:
+        raise ValueError(f"unknown key(s) {', '.join(sorted(map(str, extra)))} in metric; {shape}")
+    name, goal = metric.get("name"), metric.get("goal", "minimize")
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"metric needs a name; {shape}")
+    if goal not in ("minimize", "maximize"):
+        raise ValueError(f"metric goal {goal!r} is neither minimize nor maximize; {shape}")
+    return {"sweep_metric": name, "lower_is_better": goal == "minimize"}
 
 
 class TaskSpec(_Strict):

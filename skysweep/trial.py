@@ -66,6 +66,13 @@ class Trial:
     params: dict[str, Scalar]
     resources: dict[str, Any] = field(default_factory=dict)
     """Resource keys swept like parameters (``resources.accelerators``), for this trial."""
+    suggested_by: str = "grid"
+    """Which method and sampler made it: ``grid``, or e.g. ``bayes:TPESampler``."""
+
+    @property
+    def number(self) -> int:
+        """Its place in the order trials were made, from 0 (Optuna's trial number)."""
+        return self.index
 
 
 class JobHandle(BaseModel):

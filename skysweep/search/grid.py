@@ -8,6 +8,7 @@ import itertools
 from collections.abc import Iterator, Mapping
 
 from skysweep.expand import grid_points, grid_size
+from skysweep.search import NO_OUTCOMES, Outcome
 from skysweep.task import TaskSpec
 from skysweep.trial import Trial
 
@@ -24,7 +25,13 @@ class GridSource:
             self._lookahead = list(itertools.islice(self._points, 1))
         return not self._lookahead
 
-    def next(self, count: int, known: Mapping[str, Trial]) -> list[Trial]:
+    def next(
+        self,
+        count: int,
+        known: Mapping[str, Trial],
+        outcomes: Mapping[str, Outcome] = NO_OUTCOMES,
+    ) -> list[Trial]:
+        """The next points not in ``known``; a grid's order does not depend on outcomes."""
         out: list[Trial] = []
         while len(out) < count and not self.exhausted:
             trial = self._lookahead.pop()
