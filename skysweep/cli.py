@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from skysweep.backends.sky import BackgroundValidation
     from skysweep.controller import Controller, Look
     from skysweep.ledger import Ledger
+    from skysweep.load import SearchOverrides
     from skysweep.rank import Ranking
     from skysweep.render import RenderedTrial
     from skysweep.session import Driving
@@ -106,6 +107,36 @@ SweepOverride = Annotated[
     ),
 ]
 
+MethodOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--method",
+        metavar="grid|random|sobol|bayes",
+        help="Search method, over sweeps.method. Flags win over --search, which wins over "
+        "the task file.",
+    ),
+]
+MaxTrialsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-trials", metavar="N", help="Trials to run (random, sobol, bayes); sweeps.max_trials."
+    ),
+]
+SeedOpt = Annotated[
+    int | None,
+    typer.Option("--seed", metavar="N", help="Seed of the sampler; sweeps.seed."),
+]
+SearchOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--search",
+        metavar="FILE",
+        help="A YAML file of sweeps keys (method, max_trials, seed, metric, sweep_config "
+        "distributions, ...) over the task file's, so the task file can stay as Transformer "
+        "Lab accepts it.",
+    ),
+]
+
 
 def _err() -> Console:
     from rich.console import Console
@@ -127,10 +158,20 @@ def _parse_overrides(values: list[str] | None) -> dict[str, list[Any]]:
     return parse_sweep_overrides(values or [])
 
 
-def _load(task_file: Path, sweep: list[str] | None) -> TaskSpec:
+def _search(
+    method: str | None, max_trials: int | None, seed: int | None, search: Path | None
+) -> SearchOverrides:
+    from skysweep.load import SearchOverrides
+
+    return SearchOverrides(method=method, max_trials=max_trials, seed=seed, search_file=search)
+
+
+def _load(
+    task_file: Path, sweep: list[str] | None, search: SearchOverrides | None = None
+) -> TaskSpec:
     from skysweep.load import load
 
-    return load(task_file, sweep_overrides=_parse_overrides(sweep))
+    return load(task_file, sweep_overrides=_parse_overrides(sweep), search=search)
 
 
 @app.command()
@@ -142,6 +183,10 @@ def render(
     spread: Annotated[
         bool, typer.Option(help="Assign trials round-robin over resources.infra.")
     ] = False,
+    method: MethodOpt = None,
+    max_trials: MaxTrialsOpt = None,
+    seed: SeedOpt = None,
+    search: SearchOpt = None,
 ) -> None:
     """Write each trial as a SkyPilot task YAML that `sky jobs launch` accepts as is.
 
@@ -161,7 +206,7 @@ def render(
             hint="pass a folder that does not exist yet or is one, e.g. --out specs/",
         )
     with BackgroundValidation() as validation:  # first: its `import sky` overlaps the rest
-        task = _load(task_file, sweep)
+        task = _load(task_file, sweep, _search(method, max_trials, seed, search))
         trials = expand(task)
         url = store_url(store)
         backend = "sky" if url.split("://", 1)[0] in S3_SCHEMES else "local"
@@ -290,6 +335,10 @@ def up(
         ),
     ] = False,
     sweep: SweepOverride = None,
+    method: MethodOpt = None,
+    max_trials: MaxTrialsOpt = None,
+    seed: SeedOpt = None,
+    search: SearchOpt = None,
 ) -> None:
     """Expand the sweep, launch every trial, follow them and print the ranking."""
     from skysweep import session
@@ -301,7 +350,8 @@ def up(
     from skysweep.settings import store_for
 
     err = _err()
-    task = _load(task_file, sweep)
+    overrides = _search(method, max_trials, seed, search)
+    task = _load(task_file, sweep, overrides)
     expected = grid_size(task)
     backend = get_backend("local" if local else "sky")
     missing = missing_secrets(task, dict(os.environ))
@@ -348,7 +398,7 @@ def up(
     _show_plan(err, task, expected, backend.name, the_store.url, the_id, parallel, preview)
     for line in backend.plan(preview):
         err.print(line, markup=False)
-    hints = Hints(task_file, the_store, the_id, backend.name, sweep)
+    hints = Hints(task_file, the_store, the_id, backend.name, sweep, overrides.flags())
     if dry_run:
         if output is Output.json:
             print(
@@ -405,6 +455,7 @@ class Hints:
         sweep_id: str,
         backend: str,
         sweep_flags: list[str] | None = None,
+        search_flags: list[str] | None = None,
     ) -> None:
         from skysweep.settings import store_for
 
@@ -412,6 +463,7 @@ class Hints:
         words = ["skysweep", "up", str(task_file), "--sweep-id", sweep_id]
         for flag in sweep_flags or []:  # the sweep was made with them: it is resumed with them
             words += ["--sweep", flag]
+        words += search_flags or []
         if backend == "local":
             words.append("--local")
         if store_for(None).url != store.url:
