@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from skysweep.controller import Controller, Look
     from skysweep.cost import SweepCost
     from skysweep.ledger import Ledger
+    from skysweep.load import SearchOverrides
     from skysweep.rank import Ranking
     from skysweep.render import RenderedTrial
     from skysweep.search.space import Space
@@ -108,6 +109,36 @@ SweepOverride = Annotated[
     ),
 ]
 
+MethodOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--method",
+        metavar="grid|random|sobol|bayes",
+        help="Search method, over sweeps.method. Flags win over --search, which wins over "
+        "the task file.",
+    ),
+]
+MaxTrialsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-trials", metavar="N", help="Trials to run (random, sobol, bayes); sweeps.max_trials."
+    ),
+]
+SeedOpt = Annotated[
+    int | None,
+    typer.Option("--seed", metavar="N", help="Seed of the sampler; sweeps.seed."),
+]
+SearchOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--search",
+        metavar="FILE",
+        help="A YAML file of sweeps keys (method, max_trials, seed, metric, sweep_config "
+        "distributions, ...) over the task file's, so the task file can stay as Transformer "
+        "Lab accepts it.",
+    ),
+]
+
 
 def _err() -> Console:
     from rich.console import Console
@@ -129,10 +160,20 @@ def _parse_overrides(values: list[str] | None) -> dict[str, list[Any]]:
     return parse_sweep_overrides(values or [])
 
 
-def _load(task_file: Path, sweep: list[str] | None) -> TaskSpec:
+def _search(
+    method: str | None, max_trials: int | None, seed: int | None, search: Path | None
+) -> SearchOverrides:
+    from skysweep.load import SearchOverrides
+
+    return SearchOverrides(method=method, max_trials=max_trials, seed=seed, search_file=search)
+
+
+def _load(
+    task_file: Path, sweep: list[str] | None, search: SearchOverrides | None = None
+) -> TaskSpec:
     from skysweep.load import load
 
-    return load(task_file, sweep_overrides=_parse_overrides(sweep))
+    return load(task_file, sweep_overrides=_parse_overrides(sweep), search=search)
 
 
 @app.command()
@@ -144,6 +185,10 @@ def render(
     spread: Annotated[
         bool, typer.Option(help="Assign trials round-robin over resources.infra.")
     ] = False,
+    method: MethodOpt = None,
+    max_trials: MaxTrialsOpt = None,
+    seed: SeedOpt = None,
+    search: SearchOpt = None,
 ) -> None:
     """Write each trial as a SkyPilot task YAML that `sky jobs launch` accepts as is.
 
@@ -162,7 +207,7 @@ def render(
             hint="pass a folder that does not exist yet or is one, e.g. --out specs/",
         )
     with BackgroundValidation() as validation:  # first: its `import sky` overlaps the rest
-        task = _load(task_file, sweep)
+        task = _load(task_file, sweep, _search(method, max_trials, seed, search))
         url = store_url(store)
         backend = "sky" if url.split("://", 1)[0] in S3_SCHEMES else "local"
         sweep_id = new_sweep_id(task.name)
@@ -328,6 +373,10 @@ def up(
             "Default: sweeps.budget.max_cost_usd.",
         ),
     ] = None,
+    method: MethodOpt = None,
+    max_trials: MaxTrialsOpt = None,
+    seed: SeedOpt = None,
+    search: SearchOpt = None,
 ) -> None:
     """Expand the sweep, launch every trial, follow them and print the ranking."""
     from skysweep import session
@@ -340,7 +389,8 @@ def up(
     from skysweep.settings import store_for
 
     err = _err()
-    task = _load(task_file, sweep)
+    overrides = _search(method, max_trials, seed, search)
+    task = _load(task_file, sweep, overrides)
     space = space_of(task)
     expected = grid_size(task) if space is None or space.max_trials is None else space.max_trials
     backend = get_backend("local" if local else "sky")
@@ -400,7 +450,7 @@ def up(
         task.sweeps.budget.max_cost_usd if task.sweeps and task.sweeps.budget else None
     )
     estimate = _show_estimate(err, plan, preview, minutes, budget)
-    hints = Hints(task_file, the_store, the_id, backend.name, sweep)
+    hints = Hints(task_file, the_store, the_id, backend.name, sweep, overrides.flags())
     if dry_run:
         if output is Output.json:
             print(
@@ -461,6 +511,7 @@ class Hints:
         sweep_id: str,
         backend: str,
         sweep_flags: list[str] | None = None,
+        search_flags: list[str] | None = None,
     ) -> None:
         from skysweep.settings import store_for
 
@@ -468,6 +519,7 @@ class Hints:
         words = ["skysweep", "up", str(task_file), "--sweep-id", sweep_id]
         for flag in sweep_flags or []:  # the sweep was made with them: it is resumed with them
             words += ["--sweep", flag]
+        words += search_flags or []
         if backend == "local":
             words.append("--local")
         if store_for(None).url != store.url:

@@ -13,6 +13,7 @@ import math
 import re
 import shlex
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,34 +105,266 @@ _Yaml12Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 
 
 def load(
-    path: str | Path, *, sweep_overrides: Mapping[str, Sequence[Any]] | None = None
+    path: str | Path,
+    *,
+    sweep_overrides: Mapping[str, Sequence[Any]] | None = None,
+    search: SearchOverrides | None = None,
 ) -> TaskSpec:
     """Read, normalise and validate one task file.
 
-    ``sweep_overrides`` adds or replaces sweep values from the command line, for task files
-    that have no sweep section of their own.
+    ``sweep_overrides`` (``--sweep``) adds or replaces sweep values, and ``search``
+    (``--search FILE``, ``--method``, ``--max-trials``, ``--seed``) the search settings, from
+    the command line. They are merged into the raw ``sweeps`` section before validation, so a
+    task file can stay as Transformer Lab accepts it. Precedence: flags, then the ``--search``
+    file, then the task file.
     """
     file = Path(path)
     text = _read(file)
     data = _parse(file, text)
     problems: list[Problem] = []
     normalised, flat = _normalise(data, problems)
+    layers = (search or SearchOverrides()).layers()
     if sweep_overrides:
-        sweeps = dict(normalised.get("sweeps") or {})
-        config = dict(sweeps.get("sweep_config") or {})
-        config.update({name: list(values) for name, values in sweep_overrides.items()})
-        sweeps["sweep_config"] = config
-        normalised["sweeps"] = sweeps
+        config = {name: list(values) for name, values in sweep_overrides.items()}
+        flags = {name: f"--sweep {name}=..." for name in config}
+        layers.insert(-1, _Layer({"sweep_config": config}, flags))
+    layers = [layer for layer in layers if layer.values]
+    if layers:
+        base = normalised.get("sweeps")
+        normalised["sweeps"] = merge_sweeps(
+            base if isinstance(base, Mapping) or base is None else {},
+            *(layer.values for layer in layers),
+        )
     if "name" not in normalised and not problems:
         normalised["name"] = file.stem
     task: TaskSpec | None = None
     try:
         task = TaskSpec.model_validate(normalised)
     except ValidationError as exc:
-        problems += _translate(exc, flat, _LineFinder(text))
+        problems += _translate(exc, flat, _LineFinder(text), _origins(layers))
     if problems or task is None:
         raise TaskFileError(str(file), problems)
     return task
+
+
+SEARCH_METHODS = ("grid", "random", "sobol", "bayes")
+SEARCH_FILE_KEYS = (
+    "method",
+    "max_trials",
+    "run_cap",
+    "seed",
+    "max_parallel",
+    "metric",
+    "sweep_metric",
+    "lower_is_better",
+    "sweep_config",
+)
+"""What a ``--search`` file may hold: skysweep's keys of the ``sweeps`` section."""
+
+# Keys that say the same thing: setting one drops the others from the layers below, so an
+# override never leaves the task file's spelling behind to clash with it.
+_SAME_MEANING: dict[str, tuple[str, ...]] = {
+    "max_trials": ("run_cap",),
+    "run_cap": ("max_trials",),
+    "metric": ("sweep_metric", "lower_is_better"),
+    "sweep_metric": ("metric",),
+    "lower_is_better": ("metric",),
+}
+
+
+def merge_sweeps(base: Mapping[str, Any] | None, *layers: Mapping[str, Any]) -> dict[str, Any]:
+    """A raw ``sweeps`` mapping with each layer laid over the one before.
+
+    A key of a layer replaces the key below it; ``sweep_config`` is merged entry by entry (an
+    entry replaces the same-named one and adds new ones). A key replaces its other spellings
+    below: ``max_trials``/``run_cap``, and W&B's ``metric: {name, goal}`` for
+    ``sweep_metric``/``lower_is_better`` (a ``metric`` below is split into those two first,
+    so that a layer changing only the direction keeps the metric's name).
+    """
+    merged: dict[str, Any] = dict(base or {})
+    for layer in layers:
+        for key, value in layer.items():
+            if key == "sweep_config":
+                below = merged.get("sweep_config")
+                if below is None or isinstance(below, Mapping):
+                    merged[key] = {**(below or {}), **value}
+                continue  # a malformed section below stays, for its own error
+            if key in ("sweep_metric", "lower_is_better") and "metric" in merged:
+                merged = {**_split_metric(merged.pop("metric")), **merged}
+            for other in _SAME_MEANING.get(key, ()):
+                merged.pop(other, None)
+            merged[key] = value
+    return merged
+
+
+def _split_metric(metric: Any) -> dict[str, Any]:
+    if not isinstance(metric, Mapping) or set(metric) - {"name", "goal"}:
+        return {}
+    split: dict[str, Any] = {}
+    if isinstance(metric.get("name"), str):
+        split["sweep_metric"] = metric["name"]
+    if metric.get("goal") in ("minimize", "maximize"):
+        split["lower_is_better"] = metric["goal"] == "minimize"
+    return split
+
+
+@dataclass(frozen=True)
+class _Layer:
+    values: dict[str, Any]
+    origins: dict[str, str]
+    """Where each key (``sweep_config`` entries as ``sweep_config.NAME``) came from, as a
+    location prefix for messages."""
+    lines: _LineFinder | None = None
+    """Lines of the file the layer was read from, for keys found in it."""
+
+
+@dataclass(frozen=True)
+class SearchOverrides:
+    """Search settings given on the command line, over the task file's ``sweeps`` section."""
+
+    method: str | None = None
+    max_trials: int | None = None
+    seed: int | None = None
+    search_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.method is not None and self.method not in SEARCH_METHODS:
+            close = difflib.get_close_matches(self.method.lower(), SEARCH_METHODS, n=1)
+            raise UsageError(
+                f"--method {self.method!r} is not a search method; use one of "
+                + ", ".join(SEARCH_METHODS),
+                hint=f"did you mean '--method {close[0]}'?"
+                if close
+                else "grid tries every combination; random, sobol and bayes sample "
+                "max_trials points of the distributions in sweep_config",
+            )
+        if self.max_trials is not None and self.max_trials < 1:
+            raise UsageError(
+                f"--max-trials {self.max_trials}: a sweep runs at least one trial",
+                hint="give a positive number, e.g. --max-trials 40",
+            )
+
+    def flags(self) -> list[str]:
+        """The same overrides as command-line words, for a command to paste (resume)."""
+        words: list[str] = []
+        if self.search_file is not None:
+            words += ["--search", str(self.search_file)]
+        if self.method is not None:
+            words += ["--method", self.method]
+        if self.max_trials is not None:
+            words += ["--max-trials", str(self.max_trials)]
+        if self.seed is not None:
+            words += ["--seed", str(self.seed)]
+        return words
+
+    def layers(self) -> list[_Layer]:
+        """The ``--search`` file's layer, then one of the flags (``--sweep`` goes between)."""
+        layers = [read_search_file(self.search_file)] if self.search_file else []
+        flags: dict[str, Any] = {}
+        if self.method is not None:
+            flags["method"] = self.method
+        if self.max_trials is not None:
+            flags["max_trials"] = self.max_trials
+        if self.seed is not None:
+            flags["seed"] = self.seed
+        names = {"max_trials": "--max-trials"}
+        origins = {key: f"{names.get(key, '--' + key)} {value}" for key, value in flags.items()}
+        return [*layers, _Layer(flags, origins)]
+
+
+class SearchFileError(TaskFileError):
+    """A ``--search`` file that cannot be read; lists every problem found."""
+
+    def __init__(self, path: str, problems: list[Problem]) -> None:
+        super().__init__(path, problems)
+        lines = [f"{path}: {len(problems)} problem(s) in the --search file:"]
+        lines += [f"  - {problem.render()}" for problem in problems]
+        UsageError.__init__(self, "\n".join(lines))
+
+
+def read_search_file(path: Path) -> _Layer:
+    """A ``--search`` file: skysweep's keys of the ``sweeps`` section, at its top level, read
+    with the task file's YAML 1.2 rules (duplicate keys are an error, numbers keep their
+    text). Values are checked with the task file's, each problem placed in this file."""
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "no such file"
+        raise UsageError(
+            f"--search {path}: {what}",
+            hint="give a YAML file holding sweeps keys such as method, max_trials and "
+            "sweep_config, e.g. --search search.yaml",
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--search {path}: cannot be read: {exc}") from exc
+    try:
+        data = _load_yaml(path, text)
+    except TaskFileError as exc:
+        raise SearchFileError(str(path), exc.problems) from exc
+    except yaml.YAMLError as exc:
+        raise SearchFileError(str(path), [_yaml_problem(exc)]) from exc
+    if not isinstance(data, dict) or not data:
+        got = "empty" if data is None or data == {} else f"a {type(data).__name__}"
+        raise SearchFileError(
+            str(path),
+            [
+                Problem(
+                    "",
+                    f"the file is {got}, expected a mapping of sweeps keys",
+                    "write e.g. 'method: random', 'max_trials: 20' and 'sweep_config:'",
+                )
+            ],
+        )
+    lines = _LineFinder(text)
+    problems: list[Problem] = []
+    for key in data:
+        if key in SEARCH_FILE_KEYS:
+            continue
+        where = _at(str(key), lines.line_of((key,)))
+        if key == "sweeps":
+            hint = "write the keys of the sweeps section at the top level, without 'sweeps:'"
+        elif key in ("name", "run", "resources", "setup", "parameters", "envs"):
+            hint = f"'{key}' belongs in the task file; this file holds only sweeps keys"
+        else:
+            close = difflib.get_close_matches(str(key), SEARCH_FILE_KEYS, n=1, cutoff=0.6)
+            hint = (
+                f"did you mean '{close[0]}'?"
+                if close
+                else _ALIASES.get(str(key), "known keys: " + ", ".join(SEARCH_FILE_KEYS))
+            )
+        problems.append(Problem(where, f"unknown key '{key}'", hint))
+    config = data.get("sweep_config")
+    if "sweep_config" in data and not isinstance(config, dict):
+        problems.append(
+            Problem(
+                _at("sweep_config", lines.line_of(("sweep_config",))),
+                "expected a mapping of parameter names",
+                "e.g. sweep_config: {learning_rate: {distribution: log_uniform_values, "
+                "min: 1.0e-5, max: 1.0e-2}}",
+            )
+        )
+    if problems:
+        raise SearchFileError(str(path), problems)
+    values = {str(k): v for k, v in data.items()}
+    origins = {k: str(path) for k in values if k != "sweep_config"}
+    origins.update({f"sweep_config.{name}": str(path) for name in config or {}})
+    return _Layer(values, origins, lines)
+
+
+def _at(path: str, line: int | None) -> str:
+    return f"{path} (line {line})" if line else path
+
+
+def _origins(layers: Sequence[_Layer]) -> dict[tuple[str, ...], _Layer]:
+    """Which layer set each key last: its problems are placed there."""
+    found: dict[tuple[str, ...], _Layer] = {}
+    for layer in layers:
+        for key in layer.origins:
+            where = ("sweeps", *key.split(".", 1))
+            found[where] = layer
+            for other in _SAME_MEANING.get(key, ()):
+                found.pop(("sweeps", other), None)
+    return found
 
 
 # Characters that start YAML syntax rather than a value: a flag value beginning with one is
@@ -261,19 +494,7 @@ def _parse(file: Path, text: str) -> dict[str, Any]:
             ],
         ) from exc
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise TaskFileError(
-            str(file),
-            [
-                Problem(
-                    where,
-                    f"not valid YAML: {problem}",
-                    "check the indentation and that values with ':' or '{{' are quoted",
-                )
-            ],
-        ) from exc
+        raise TaskFileError(str(file), [_yaml_problem(exc)]) from exc
     if duplicates:
         raise TaskFileError(str(file), _json_duplicates(text, duplicates))
     if data is None:
@@ -292,6 +513,17 @@ def _parse(file: Path, text: str) -> dict[str, Any]:
             ],
         )
     return {str(key): value for key, value in data.items()}
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> Problem:
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc)
+    return Problem(
+        where,
+        f"not valid YAML: {problem}",
+        "check the indentation and that values with ':' or '{{' are quoted",
+    )
 
 
 def _load_yaml(file: Path, text: str) -> Any:
@@ -441,7 +673,12 @@ def _flat_location(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
     return (_FLAT_NAMES.get(str(loc[0]), loc[0]), *loc[1:])
 
 
-def _translate(exc: ValidationError, flat: bool, lines: _LineFinder) -> list[Problem]:
+def _translate(
+    exc: ValidationError,
+    flat: bool,
+    lines: _LineFinder,
+    origins: Mapping[tuple[str, ...], _Layer] | None = None,
+) -> list[Problem]:
     problems: list[Problem] = []
     # pydantic reports a value that fits no member of a union once per member
     # ("should be a valid integer", "... number", "... string"): one problem per place.
@@ -457,9 +694,24 @@ def _translate(exc: ValidationError, flat: bool, lines: _LineFinder) -> list[Pro
         line = lines.line_of(shown)
         if line:
             where += f" (line {line})"
+        where = _overridden(loc, origins or {}) or where
         for error in _one_per_union(errors):
             problems.append(_problem(error, loc, shown, where, flat))
     return problems
+
+
+def _overridden(loc: tuple[str | int, ...], origins: Mapping[tuple[str, ...], _Layer]) -> str:
+    """Where a problem is when its key came from the command line rather than the task file:
+    in the ``--search`` file (its path, key and line), or the flag that set it."""
+    key = tuple(str(part) for part in loc)
+    layer = origins.get(key[:3]) or origins.get(key[:2])
+    if layer is None:
+        return ""
+    inner = key[1:]
+    label = layer.origins[".".join(inner[:2] if inner[0] == "sweep_config" else inner[:1])]
+    if layer.lines is None:
+        return f"{'.'.join(key)} (set by {label})"
+    return f"{label}: {_at('.'.join(inner), layer.lines.line_of(loc[1:]))}"
 
 
 def _one_per_union(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:

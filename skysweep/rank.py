@@ -6,7 +6,8 @@ after them with the reason. Ties keep trial order, so the same results always ra
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from skysweep.collect import TrialResult, metric_value
 
@@ -21,11 +22,71 @@ class RankedTrial:
 
 
 @dataclass(frozen=True)
+class BestSoFar:
+    """The metric of the best trial against the number of finished trials.
+
+    Trials count in the order they finished: by ``finished_at``, then by trial number (the
+    wrapper's clock has whole seconds); a finished trial without a time (lost, cancelled
+    before it started) counts after those with one. Every finished trial counts, failed ones
+    too: they spent the budget, they just did not improve on the best.
+    """
+
+    values: list[float | None]
+    """``values[k - 1]``: the best value among the first ``k`` finished trials; None while
+    none of them has the metric."""
+    order: dict[str, int]
+    """Each finished trial's place in finish order, from 1."""
+
+    def after(self, finished: int) -> float | None:
+        """The best value once ``finished`` trials have finished (the last one known beyond)."""
+        if finished < 1 or not self.values:
+            return None
+        return self.values[min(finished, len(self.values)) - 1]
+
+    def of(self, trial_id: str) -> float | None:
+        """The best value at the moment this trial finished; None if it has not."""
+        place = self.order.get(trial_id)
+        return None if place is None else self.values[place - 1]
+
+
+def best_so_far(trials: Iterable[RankedTrial], lower_is_better: bool) -> BestSoFar:
+    finished = sorted(
+        (t for t in trials if t.result.finished),
+        key=lambda t: (
+            t.result.finished_at is None,
+            t.result.finished_at or "",
+            t.result.index,
+        ),
+    )
+    values: list[float | None] = []
+    best: float | None = None
+    for trial in finished:
+        value = trial.value if trial.rank is not None else None
+        if value is not None and (
+            best is None or (value < best if lower_is_better else value > best)
+        ):
+            best = value
+        values.append(best)
+    order = {t.result.trial_id: place for place, t in enumerate(finished, start=1)}
+    return BestSoFar(values, order)
+
+
+@dataclass(frozen=True)
 class Ranking:
     sweep_id: str
     metric: str
     lower_is_better: bool
     trials: list[RankedTrial]
+    curve: BestSoFar | None = field(default=None, repr=False, compare=False)
+    """The best-so-far curve; computed from ``trials`` when not given (a ranking cut down to
+    its best trial keeps the whole sweep's)."""
+
+    @property
+    def best_so_far(self) -> BestSoFar:
+        if self.curve is None:
+            object.__setattr__(self, "curve", best_so_far(self.trials, self.lower_is_better))
+        assert self.curve is not None
+        return self.curve
 
     @property
     def best(self) -> RankedTrial | None:

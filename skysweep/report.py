@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from skysweep.cost import usd
-from skysweep.rank import RankedTrial, Ranking
+from skysweep.rank import BestSoFar, RankedTrial, Ranking
 from skysweep.task import Scalar, parameter_text
 
 STATE_STYLES = {
@@ -70,10 +70,35 @@ def _param_text(value: Scalar | None) -> str:
     return "" if value is None else parameter_text(value)
 
 
-def trial_json(trial: RankedTrial) -> dict[str, Any]:
+def checkpoints(finished: int) -> list[int]:
+    """Numbers of finished trials at which the best-so-far line shows the best: doubling from
+    10 (from 1 in a sweep of 10 or fewer), and all of them."""
+    step = 10 if finished > 10 else 1
+    points = []
+    while step < finished:
+        points.append(step)
+        step *= 2
+    return [*points, finished] if finished else []
+
+
+def best_so_far_line(ranking: Ranking) -> str | None:
+    """``best eval/loss so far: 0.52 after 10, 0.31 after 20, 0.31 after 23 finished``."""
+    curve = ranking.best_so_far
+    if not curve.values:
+        return None
+    shown = [
+        f"{_format_value(curve.after(n)) or 'none'} after {n}"
+        for n in checkpoints(len(curve.values))
+    ]
+    return f"best {ranking.metric} so far: {', '.join(shown)} finished"
+
+
+def trial_json(trial: RankedTrial, curve: BestSoFar | None = None) -> dict[str, Any]:
     r = trial.result
+    place = curve.order.get(r.trial_id) if curve else None
     return {
         "trial_id": r.trial_id,
+        "number": r.index,
         "rank": trial.rank,
         "status": r.state,
         "params": r.params,
@@ -86,25 +111,31 @@ def trial_json(trial: RankedTrial) -> dict[str, Any]:
         "job_id": r.job_id,
         "backend_status": r.backend_status,
         "cost_usd": r.cost_usd,
+        "finish_order": place,
+        "best_so_far": curve.of(r.trial_id) if curve else None,
     }
 
 
 def ranking_json(ranking: Ranking, *, best_only: bool = False) -> dict[str, Any]:
     best = ranking.best
+    curve = ranking.best_so_far
     if best_only:
         return {
             "sweep_id": ranking.sweep_id,
             "metric": ranking.metric,
             "lower_is_better": ranking.lower_is_better,
-            **(trial_json(best) if best else {"trial_id": None, "rank": None}),
+            **(trial_json(best, curve) if best else {"trial_id": None, "rank": None}),
         }
     return {
         "sweep_id": ranking.sweep_id,
         "metric": ranking.metric,
         "lower_is_better": ranking.lower_is_better,
-        "best": trial_json(best) if best else None,
+        "best": trial_json(best, curve) if best else None,
         "counts": dict(Counter(str(t.result.state) for t in ranking.trials)),
-        "trials": [trial_json(t) for t in ranking.trials],
+        # best_so_far[k - 1]: the best value once k trials had finished (null: none had the
+        # metric yet); each trial's finish_order and best_so_far are its point on this curve.
+        "best_so_far": curve.values,
+        "trials": [trial_json(t, curve) for t in ranking.trials],
     }
 
 
@@ -135,6 +166,7 @@ class _Column:
 def _columns(ranking: Ranking, params: list[str], jobs: bool, says: bool) -> list[_Column]:
     return [
         _Column("rank", right=True),
+        _Column("#", right=True),
         _Column("trial"),
         _Column("status"),
         *((_Column("job", right=True),) if jobs else ()),
@@ -159,6 +191,7 @@ def _cells(ranking: Ranking, params: list[str], jobs: bool, says: bool) -> list[
         rows.append(
             [
                 str(trial.rank) if trial.rank else "-",
+                str(r.index),
                 r.trial_id,
                 r.state,
                 *((r.job_id or "",) if jobs else ()),
@@ -222,8 +255,10 @@ class LargeTable:
         rows: list[list[str]],
         status_column: int,
         row_styles: dict[int, str],
+        caption: str | None = None,
     ) -> None:
         self.title = title
+        self.caption = caption
         self.columns = columns
         self.rows = rows
         self.status_column = status_column
@@ -312,6 +347,8 @@ class LargeTable:
                 yield Segment(box.mid_right if n == len(cells) - 1 else box.mid_vertical)
             yield Segment.line()
         yield Segment(box.get_bottom(boxed) + "\n")
+        if self.caption:
+            yield Segment(_flat(self.caption) + "\n", console.get_style("table.caption"))
         hidden = [c.header for i, c in enumerate(self.columns) if i not in layout.shown]
         if hidden:
             yield Segment(
@@ -338,9 +375,10 @@ def _cell(text: str, width: int, right: bool, size: int | None = None) -> str:
 
 
 def ranking_table(
-    ranking: Ranking, *, title: str | None = None, jobs: bool = False
+    ranking: Ranking, *, title: str | None = None, jobs: bool = False, curve: bool = False
 ) -> Table | LargeTable:
-    """The ranking for people; ``jobs`` adds each trial's backend job id and state.
+    """The ranking for people; ``jobs`` adds each trial's backend job id and state, ``curve``
+    the best-so-far line under the table.
 
     Up to :data:`LARGE_TABLE` trials a rich ``Table`` that wraps long notes; above, a
     :class:`LargeTable` that looks the same with one line per trial."""
@@ -350,10 +388,12 @@ def ranking_table(
     says = jobs and any(t.result.backend_status for t in ranking.trials)
     rows = _cells(ranking, params, jobs, says)
     best = {i: "bold green" for i, t in enumerate(ranking.trials) if t.rank == 1}
+    caption = best_so_far_line(ranking) if curve else None
     if len(rows) > LARGE_TABLE:
-        return LargeTable(title, _columns(ranking, params, jobs, says), rows, 2, best)
-    table = Table(title=title, title_justify="left")
+        return LargeTable(title, _columns(ranking, params, jobs, says), rows, 3, best, caption)
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
     table.add_column("rank", justify="right")
+    table.add_column("#", justify="right")
     table.add_column("trial", min_width=12, no_wrap=True)
     table.add_column("status", min_width=9, no_wrap=True)
     if jobs:
@@ -369,7 +409,7 @@ def ranking_table(
     for index, row in enumerate(rows):
         # Text, not str: a reason or a parameter value is never read as console markup.
         cells = [Text(cell) for cell in row]
-        cells[2].stylize(STATE_STYLES.get(row[2], ""))
+        cells[3].stylize(STATE_STYLES.get(row[3], ""))
         table.add_row(*cells, style=best.get(index))
     return table
 
@@ -378,18 +418,34 @@ def ranking_csv(ranking: Ranking) -> str:
     params: list[str] = []
     for t in ranking.trials:
         params += [n for n in t.result.params if n not in params]
+    curve = ranking.best_so_far
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["rank", "trial_id", "status", ranking.metric, *params, "reason"])
+    writer.writerow(
+        [
+            "rank",
+            "number",
+            "trial_id",
+            "status",
+            ranking.metric,
+            *params,
+            "reason",
+            "finish_order",
+            "best_so_far",
+        ]
+    )
     for t in ranking.trials:
         writer.writerow(
             [
                 t.rank or "",
+                t.result.index,
                 t.result.trial_id,
                 t.result.state,
                 _format_value(t.value),
                 *(_param_text(t.result.params.get(n)) for n in params),
                 t.reason or "",
+                curve.order.get(t.result.trial_id, ""),
+                _format_value(curve.of(t.result.trial_id)),
             ]
         )
     return out.getvalue()
@@ -424,12 +480,17 @@ def ranking_markdown(ranking: Ranking) -> str:
         + f". Ranked by `{ranking.metric}` ({direction}).",
         "",
     ]
-    header = ["rank", "trial", "status", ranking.metric, *params, "note"]
+    curve = best_so_far_line(ranking)
+    if curve:
+        lines += [curve[0].upper() + curve[1:] + ".", ""]
+    header = ["rank", "#", "trial", "status", ranking.metric, *params, "note"]
     lines.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
-    lines.append("|" + "|".join("---:" if i in (0, 3) else "---" for i in range(len(header))) + "|")
+    right = (0, 1, 4)
+    lines.append("|" + "|".join("---:" if i in right else "---" for i in range(len(header))) + "|")
     for t in ranking.trials:
         row = [
             str(t.rank or "-"),
+            str(t.result.index),
             f"`{t.result.trial_id}`",
             t.result.state,
             _format_value(t.value),
@@ -448,10 +509,14 @@ def render_ranking(
     if best_only:
         best = ranking.best
         ranking = Ranking(
-            ranking.sweep_id, ranking.metric, ranking.lower_is_better, [best] if best else []
+            ranking.sweep_id,
+            ranking.metric,
+            ranking.lower_is_better,
+            [best] if best else [],
+            ranking.best_so_far,  # the whole sweep's curve: a best trial's place is in it
         )
     if fmt == "csv":
         return ranking_csv(ranking)
     if fmt == "markdown":
         return ranking_markdown(ranking)
-    return ranking_table(ranking)
+    return ranking_table(ranking, curve=not best_only)

@@ -168,7 +168,7 @@ def test_ci_flow_across_machines(ci: Ci) -> None:
 
     markdown = ci.run("results", url, "--format", "markdown")
     assert markdown.code == 0, markdown
-    assert "| rank | trial | status | eval/loss |" in markdown.stdout
+    assert "| rank | # | trial | status | eval/loss |" in markdown.stdout
     assert f"`{best['trial_id']}`" in markdown.stdout
     assert "`learning_rate=0.1`, `batch_size=8`" in markdown.stdout
 

@@ -18,6 +18,8 @@ from conftest import EXAMPLES
 from skysweep.expand import expand
 from skysweep.load import load
 from skysweep.render import Placement, render
+from skysweep.task import TaskSpec
+from skysweep.trial import Trial
 
 
 def example_task_files() -> list[Path]:
@@ -30,7 +32,32 @@ def example_task_files() -> list[Path]:
     )
 
 
-EXAMPLE_FILES = example_task_files()
+def _needs_search_schema(path: Path) -> pytest.MarkDecorator:
+    """Examples of random and Bayesian search load once the schema knows ``sweeps.method``
+    (the search-core branch); until then they are skipped, not left out."""
+    from skysweep.task import Sweep
+
+    uses_method = re.search(r"^\s+method:", path.read_text(), re.MULTILINE) is not None
+    return pytest.mark.skipif(
+        uses_method and "method" not in Sweep.model_fields,
+        reason="uses sweeps.method, which this schema does not know yet",
+    )
+
+
+EXAMPLE_FILES = [
+    pytest.param(p, id=p.relative_to(EXAMPLES).as_posix(), marks=_needs_search_schema(p))
+    for p in example_task_files()
+]
+
+
+def first_trials(task: TaskSpec) -> list[Trial]:
+    """A grid's every trial; a sampled sweep's first suggestions, as `up --dry-run` shows."""
+    if getattr(task.sweeps, "method", "grid") == "grid":
+        return expand(task)
+    from skysweep.search import source_for
+
+    trials: list[Trial] = source_for(task, "ex").next(8, {})
+    return trials
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +68,19 @@ def sky() -> Iterator[ModuleType]:
 
 
 def test_the_examples_are_found() -> None:
-    names = {p.relative_to(EXAMPLES).as_posix() for p in EXAMPLE_FILES}
-    assert {"quickstart/task.yaml", "quickstart/task.json"} <= names
+    names = {p.relative_to(EXAMPLES).as_posix() for p in example_task_files()}
+    assert {
+        "quickstart/task.yaml",
+        "quickstart/task.json",
+        "quickstart/random.yaml",
+        "quickstart/bayes.yaml",
+    } <= names
 
 
-@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.relative_to(EXAMPLES).as_posix())
+@pytest.mark.parametrize("path", EXAMPLE_FILES)
 def test_example_loads_renders_and_skypilot_accepts_it(sky: ModuleType, path: Path) -> None:
     task = load(path)
-    trials = expand(task)
+    trials = first_trials(task)
     assert trials
     for placement in (Placement.mounted("s3://bucket/sweeps/ex"), Placement("/tmp/ex")):
         rendered = render(
@@ -60,7 +92,7 @@ def test_example_loads_renders_and_skypilot_accepts_it(sky: ModuleType, path: Pa
             assert parsed.envs["SKYSWEEP_TRIAL_ID"] == item.trial.trial_id
 
 
-@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.relative_to(EXAMPLES).as_posix())
+@pytest.mark.parametrize("path", EXAMPLE_FILES)
 def test_example_scripts_exist(path: Path) -> None:
     """A script an example runs from its own folder is shipped beside it."""
     task = load(path)

@@ -207,6 +207,7 @@ def test_csv_and_markdown_keep_every_trial() -> None:
     rows = list(csv.reader(io.StringIO(csv_text)))
     assert rows[0] == [
         "rank",
+        "number",
         "trial_id",
         "status",
         "eval/loss",
@@ -215,8 +216,11 @@ def test_csv_and_markdown_keep_every_trial() -> None:
         "model",
         "タグ",
         "reason",
+        "finish_order",
+        "best_so_far",
     ]
-    assert [r[1] for r in rows[1:]] == [t.result.trial_id for t in ranking.trials]
+    assert [r[2] for r in rows[1:]] == [t.result.trial_id for t in ranking.trials]
+    assert [r[1] for r in rows[1:]] == [str(t.result.index) for t in ranking.trials]
     markdown = render_ranking(ranking, "markdown")
     assert isinstance(markdown, str)
     table = [line for line in markdown.splitlines() if line.startswith("| ")]
@@ -234,7 +238,7 @@ def test_best_only_without_a_best_trial_keeps_the_format() -> None:
     assert state_counts(ranking) == "1 failed, 1 running"
     csv_text = render_ranking(ranking, "csv", best_only=True)
     assert isinstance(csv_text, str) and csv_text.splitlines() == [
-        "rank,trial_id,status,eval/loss,reason"
+        "rank,number,trial_id,status,eval/loss,reason,finish_order,best_so_far"
     ]
     markdown = render_ranking(ranking, "markdown", best_only=True)
     assert isinstance(markdown, str) and "No trial has a usable result yet" in markdown
