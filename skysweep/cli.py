@@ -106,6 +106,16 @@ SweepOverride = Annotated[
     ),
 ]
 
+ParamOverride = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param",
+        metavar="NAME=VALUE",
+        help="Set a parameter over the task file's value (repeatable), e.g. --param "
+        "model_name=gpt2; a password field's value is kept in memory only.",
+    ),
+]
+
 
 def _err() -> Console:
     from rich.console import Console
@@ -127,10 +137,20 @@ def _parse_overrides(values: list[str] | None) -> dict[str, list[Any]]:
     return parse_sweep_overrides(values or [])
 
 
-def _load(task_file: Path, sweep: list[str] | None) -> TaskSpec:
-    from skysweep.load import load
+def _load(task_file: Path, sweep: list[str] | None, params: list[str] | None = None) -> TaskSpec:
+    from skysweep.load import load, parse_param_overrides
 
-    return load(task_file, sweep_overrides=_parse_overrides(sweep))
+    secret_values: dict[str, str] = {}
+    task = load(
+        task_file,
+        sweep_overrides=_parse_overrides(sweep),
+        param_overrides=parse_param_overrides(params or []),
+        secret_values=secret_values,
+    )
+    # Password fields' values: in this process's environment only, where launching (and a
+    # detached controller, which inherits it) reads secrets; never in a file.
+    os.environ.update(secret_values)
+    return task
 
 
 @app.command()
@@ -142,6 +162,7 @@ def render(
     spread: Annotated[
         bool, typer.Option(help="Assign trials round-robin over resources.infra.")
     ] = False,
+    param: ParamOverride = None,
 ) -> None:
     """Write each trial as a SkyPilot task YAML that `sky jobs launch` accepts as is.
 
@@ -161,7 +182,7 @@ def render(
             hint="pass a folder that does not exist yet or is one, e.g. --out specs/",
         )
     with BackgroundValidation() as validation:  # first: its `import sky` overlaps the rest
-        task = _load(task_file, sweep)
+        task = _load(task_file, sweep, param)
         trials = expand(task)
         url = store_url(store)
         backend = "sky" if url.split("://", 1)[0] in S3_SCHEMES else "local"
@@ -290,6 +311,7 @@ def up(
         ),
     ] = False,
     sweep: SweepOverride = None,
+    param: ParamOverride = None,
 ) -> None:
     """Expand the sweep, launch every trial, follow them and print the ranking."""
     from skysweep import session
@@ -301,13 +323,13 @@ def up(
     from skysweep.settings import store_for
 
     err = _err()
-    task = _load(task_file, sweep)
+    task = _load(task_file, sweep, param)
     expected = grid_size(task)
     backend = get_backend("local" if local else "sky")
     missing = missing_secrets(task, dict(os.environ))
     if missing:
         raise UsageError(
-            f"{task_file}: envs refer to secret(s) not set in your environment: "
+            f"{task_file}: the task refers to secret(s) not set in your environment: "
             + ", ".join(missing),
             hint="export "
             + " ".join(f"{m.lstrip('_')}=..." for m in missing)
@@ -612,7 +634,9 @@ def _print_ranking(ranking: Ranking, output: Output | Format, best_only: bool = 
         console.print(rendered)
         best = ranking.best
         if best is not None and not best_only:
-            params = ", ".join(f"{k}={v}" for k, v in best.result.params.items())
+            from skysweep.task import parameter_text
+
+            params = ", ".join(f"{k}={parameter_text(v)}" for k, v in best.result.params.items())
             # markup=False: a parameter value such as "[bold]" is shown, not obeyed.
             console.print(
                 f"best: trial {best.result.trial_id} with {ranking.metric} = "
