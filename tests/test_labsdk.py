@@ -62,8 +62,8 @@ sweeps:
 """
 
 
-@pytest.fixture(scope="session")
-def lab_bin() -> Path:
+@pytest.fixture(scope="session", name="lab_bin")
+def lab_bin_fixture() -> Path:
     """The bin folder of a virtualenv with the real ``transformerlab`` SDK."""
     venv = CACHE / f"labsdk-venv-{LAB_VERSION}-py{sys.version_info[0]}{sys.version_info[1]}"
     ready = venv / ".ready"
