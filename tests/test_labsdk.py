@@ -250,6 +250,7 @@ def test_given_with_param_a_form_field_task_renders_without_its_password(
 @pytest.mark.parametrize("path", sorted(COMPAT.glob("*.yaml")), ids=lambda p: p.stem)
 def test_compat_files_with_required_fields_need_param(path: Path, tmp_path: Path) -> None:
     """Each Transformer Lab file renders; one with required form fields only with --param."""
+    from skysweep.errors import UsageError
     from skysweep.load import load
     from skysweep.task import is_form_field
 
@@ -260,7 +261,7 @@ def test_compat_files_with_required_fields_need_param(path: Path, tmp_path: Path
         if is_form_field(f) and f.get("required") and f.get("value", f.get("default")) in ("", None)
     ]
     if required:
-        with pytest.raises(Exception, match="--param"):
+        with pytest.raises(UsageError, match="--param"):
             load(path)
     given = {name: "x" for name in required}
     task = load(path, param_overrides=given, secret_values={})
