@@ -64,6 +64,20 @@ def scripts() -> dict[str, str]:
     }
 
 
+def without_lab_block() -> str:
+    """The wrapper as it is, less its Transformer Lab workspace block: what that block costs."""
+    from skysweep.render import templates_dir
+
+    empty = {"lab_workspace_before.sh.j2": "", "lab_workspace_after.sh.j2": ""}
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(
+            [jinja2.DictLoader(empty), jinja2.FileSystemLoader(templates_dir())]
+        ),
+        keep_trailing_newline=True,
+    )
+    return env.get_template("run_wrapper.sh.j2").render(enter_start_dir="", run=NO_OP)
+
+
 def trial_env(sweep_dir: Path, trial: str, made: bool = False) -> dict[str, str]:
     """A trial's env; ``made``: its folders exist already, as the local backend makes them."""
     if made:
@@ -72,6 +86,8 @@ def trial_env(sweep_dir: Path, trial: str, made: bool = False) -> dict[str, str]
     return {
         "PATH": os.environ["PATH"],
         "SKYSWEEP_TRIAL_ID": trial,
+        "SKYSWEEP_SWEEP_ID": sweep_dir.name,
+        "SKYSWEEP_PARAMS": '{"lr": 0.001}',
         "SKYSWEEP_SWEEP_DIR": str(sweep_dir),
         "SKYSWEEP_OUTPUT_DIR": str(sweep_dir / "trials" / trial),
     }
@@ -88,6 +104,7 @@ def forks(script: str, sweep_dir: Path, made: bool) -> int | None:
                 *("-e", "trace=clone,fork,vfork,clone3", "bash", "-c", script),
             ],
             env=trial_env(sweep_dir, "forks", made),
+            cwd=sweep_dir.parent,  # the lab workspace is made in the job's working directory
             check=True,
         )
         total = re.search(r"^-+.*\n\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)", report.read(), re.M)
@@ -100,7 +117,7 @@ def timed_runs(script: str, sweep_dir: Path, runs: int, made: bool) -> tuple[flo
     start = time.perf_counter()
     for number in range(runs):
         env = trial_env(sweep_dir, f"t{number}", made)
-        subprocess.run(["bash", "-c", script], env=env, check=True)
+        subprocess.run(["bash", "-c", script], env=env, cwd=sweep_dir.parent, check=True)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -127,6 +144,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         cases = [(name, script, False) for name, script in scripts().items()]
         cases.append(("  folders made (local)", cases[-1][1], True))
+        cases.append(("  less the lab block (local)", without_lab_block(), True))
         for number, (name, script, made) in enumerate(cases):
             sweep_dir = Path(folder) / f"sweep{number}"
             count = forks(script, sweep_dir, made)
@@ -136,7 +154,7 @@ def main() -> None:
                 written[name] = records(sweep_dir)
 
     same = len({frozenset(r) for r in written.values()}) == 1
-    floor, base, now, _ = rows
+    floor, base, now, made, no_lab = rows
     version = subprocess.run(
         ["bash", "-c", "echo $BASH_VERSION"], capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -151,6 +169,11 @@ def main() -> None:
         f"wall over the floor: baseline {base[2] - floor[2]:.2f} s, now {now[2] - floor[2]:.2f} s"
         f" ({(base[2] - floor[2]) / max(now[2] - floor[2], 1e-9):.1f}x less);"
         f" total {base[2] / now[2]:.2f}x"
+    )
+    print(
+        f"the Transformer Lab workspace block: {(made[2] - no_lab[2]) / args.runs * 1e3:+.2f} "
+        f"ms/trial wall, {(made[3] - no_lab[3]) / args.runs * 1e3:+.2f} ms/trial cpu, "
+        f"forks {no_lab[1]} -> {made[1]}"
     )
     print(f"both wrappers write the same records: {'yes' if same else 'NO'}")
 

@@ -138,6 +138,15 @@ SearchOpt = Annotated[
         "Lab accepts it.",
     ),
 ]
+ParamOverride = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param",
+        metavar="NAME=VALUE",
+        help="Set a parameter over the task file's value (repeatable), e.g. --param "
+        "model_name=gpt2; a password field's value is kept in memory only.",
+    ),
+]
 
 
 def _err() -> Console:
@@ -169,11 +178,25 @@ def _search(
 
 
 def _load(
-    task_file: Path, sweep: list[str] | None, search: SearchOverrides | None = None
+    task_file: Path,
+    sweep: list[str] | None,
+    search: SearchOverrides | None = None,
+    params: list[str] | None = None,
 ) -> TaskSpec:
-    from skysweep.load import load
+    from skysweep.load import load, parse_param_overrides
 
-    return load(task_file, sweep_overrides=_parse_overrides(sweep), search=search)
+    secret_values: dict[str, str] = {}
+    task = load(
+        task_file,
+        sweep_overrides=_parse_overrides(sweep),
+        search=search,
+        param_overrides=parse_param_overrides(params or []),
+        secret_values=secret_values,
+    )
+    # Password fields' values: in this process's environment only, where launching (and a
+    # detached controller, which inherits it) reads secrets; never in a file.
+    os.environ.update(secret_values)
+    return task
 
 
 @app.command()
@@ -189,6 +212,7 @@ def render(
     max_trials: MaxTrialsOpt = None,
     seed: SeedOpt = None,
     search: SearchOpt = None,
+    param: ParamOverride = None,
 ) -> None:
     """Write each trial as a SkyPilot task YAML that `sky jobs launch` accepts as is.
 
@@ -207,7 +231,7 @@ def render(
             hint="pass a folder that does not exist yet or is one, e.g. --out specs/",
         )
     with BackgroundValidation() as validation:  # first: its `import sky` overlaps the rest
-        task = _load(task_file, sweep, _search(method, max_trials, seed, search))
+        task = _load(task_file, sweep, _search(method, max_trials, seed, search), param)
         url = store_url(store)
         backend = "sky" if url.split("://", 1)[0] in S3_SCHEMES else "local"
         sweep_id = new_sweep_id(task.name)
@@ -377,6 +401,7 @@ def up(
     max_trials: MaxTrialsOpt = None,
     seed: SeedOpt = None,
     search: SearchOpt = None,
+    param: ParamOverride = None,
 ) -> None:
     """Expand the sweep, launch every trial, follow them and print the ranking."""
     from skysweep import session
@@ -390,14 +415,14 @@ def up(
 
     err = _err()
     overrides = _search(method, max_trials, seed, search)
-    task = _load(task_file, sweep, overrides)
+    task = _load(task_file, sweep, overrides, param)
     space = space_of(task)
     expected = grid_size(task) if space is None or space.max_trials is None else space.max_trials
     backend = get_backend("local" if local else "sky")
     missing = missing_secrets(task, dict(os.environ))
     if missing:
         raise UsageError(
-            f"{task_file}: envs refer to secret(s) not set in your environment: "
+            f"{task_file}: the task refers to secret(s) not set in your environment: "
             + ", ".join(missing),
             hint="export "
             + " ".join(f"{m.lstrip('_')}=..." for m in missing)
@@ -827,7 +852,9 @@ def _print_ranking(
             console.print(line, markup=False)
         best = ranking.best
         if best is not None and not best_only:
-            params = ", ".join(f"{k}={v}" for k, v in best.result.params.items())
+            from skysweep.task import parameter_text
+
+            params = ", ".join(f"{k}={parameter_text(v)}" for k, v in best.result.params.items())
             # markup=False: a parameter value such as "[bold]" is shown, not obeyed.
             console.print(
                 f"best: trial {best.result.trial_id} with {ranking.metric} = "

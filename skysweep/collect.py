@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from skysweep.cost import spent
 from skysweep.errors import StoreError
 from skysweep.store import MAX_CONNECTIONS, FileStore, Store, concurrently, join
-from skysweep.task import Scalar
+from skysweep.task import ParamValue
 from skysweep.trial import Attempt, Trial, TrialState
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ bench/collect.py --tune measured 1,000 trials at 50 ms latency in 11.3 s with 32
 class TrialResult:
     trial_id: str
     index: int
-    params: dict[str, Scalar]
+    params: dict[str, ParamValue]
     state: TrialState
     metrics: dict[str, Any] | None = None
     problem: str | None = None

@@ -9,13 +9,13 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from skysweep.task import RESOURCE_SWEEP_PREFIX, Scalar, TaskSpec
+from skysweep.task import RESOURCE_SWEEP_PREFIX, ParamValue, TaskSpec
 from skysweep.trial import Trial
 
 __all__ = ["Trial", "expand", "grid_points", "grid_size", "trial_id_for"]
 
 
-def trial_id_for(params: dict[str, Scalar], resources: dict[str, Any]) -> str:
+def trial_id_for(params: dict[str, ParamValue], resources: dict[str, Any]) -> str:
     """A stable id from the canonical form of a trial's values.
 
     The same values give the same id in every run, on every machine: resume, retries and
@@ -30,7 +30,7 @@ def trial_id_for(params: dict[str, Scalar], resources: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
-def _config(task: TaskSpec) -> dict[str, list[Scalar]]:
+def _config(task: TaskSpec) -> dict[str, list[ParamValue]]:
     return task.sweeps.grid_values() if task.sweeps else {}
 
 
@@ -44,7 +44,7 @@ def grid_points(task: TaskSpec) -> Iterator[Trial]:
     names = list(config)
     seen: set[str] = set()
     for point in itertools.product(*(config[name] for name in names)):
-        params: dict[str, Scalar] = dict(task.parameters)
+        params: dict[str, ParamValue] = dict(task.parameters)
         resources: dict[str, Any] = {}
         for name, value in zip(names, point, strict=True):
             if name.startswith(RESOURCE_SWEEP_PREFIX):

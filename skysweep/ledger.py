@@ -30,7 +30,7 @@ from skysweep.cost import Price, resource_key, trial_estimate
 from skysweep.errors import StoreError, SweepNotFoundError, UsageError
 from skysweep.git import head_commit
 from skysweep.store import MAX_CONNECTIONS, Store, concurrently, join
-from skysweep.task import Scalar, TaskSpec, WrittenFloat
+from skysweep.task import ParamValue, TaskSpec, WrittenFloat
 from skysweep.trial import Attempt, JobHandle, Trial
 
 HEADER = "sweep.json"
@@ -133,7 +133,7 @@ class SweepHeader(BaseModel):
 class TrialRecord(BaseModel):
     trial_id: str
     index: int
-    params: dict[str, Scalar]
+    params: dict[str, ParamValue]
     resources: dict[str, Any] = Field(default_factory=dict)
     created_at: str | None = None
     written: dict[str, str] = Field(default_factory=dict)

@@ -25,11 +25,14 @@ from skysweep.task import (
     DISTRIBUTIONS,
     ENV_NAME,
     RESOURCE_SWEEP_PREFIX,
+    SECRET_REFERENCE,
     Resources,
     Scalar,
     Sweep,
     TaskSpec,
     WrittenFloat,
+    is_form_field,
+    secret_reference,
 )
 
 YAML_FORM_KEYS = frozenset({"run", "resources", "sweeps"})
@@ -109,6 +112,8 @@ def load(
     *,
     sweep_overrides: Mapping[str, Sequence[Any]] | None = None,
     search: SearchOverrides | None = None,
+    param_overrides: Mapping[str, Any] | None = None,
+    secret_values: dict[str, str] | None = None,
 ) -> TaskSpec:
     """Read, normalise and validate one task file.
 
@@ -116,7 +121,10 @@ def load(
     (``--search FILE``, ``--method``, ``--max-trials``, ``--seed``) the search settings, from
     the command line. They are merged into the raw ``sweeps`` section before validation, so a
     task file can stay as Transformer Lab accepts it. Precedence: flags, then the ``--search``
-    file, then the task file.
+    file, then the task file. ``param_overrides`` (``--param NAME=VALUE``) sets a parameter's
+    value over the file's, also a form field's. The value of a ``password`` form field never
+    enters the task: it is put in ``secret_values`` (secret name → value, for the launching
+    process's environment) and the task keeps a ``{{secret.NAME}}`` reference.
     """
     file = Path(path)
     text = _read(file)
@@ -135,6 +143,8 @@ def load(
             base if isinstance(base, Mapping) or base is None else {},
             *(layer.values for layer in layers),
         )
+    if not problems:
+        _apply_params(file, normalised, param_overrides or {}, secret_values)
     if "name" not in normalised and not problems:
         normalised["name"] = file.stem
     task: TaskSpec | None = None
@@ -452,6 +462,93 @@ def _flag_value(flag: str, name: str, text: str) -> Scalar:
             hint=f"quote it to pass it as text: {quoted}",
         )
     return value
+
+
+def parse_param_overrides(values: Sequence[str]) -> dict[str, Any]:
+    """``--param NAME=VALUE`` flags: one YAML 1.2 core scalar each, as ``--sweep`` reads
+    them, or a JSON list or mapping (``--param prompts='["a cat", "a dog"]'``)."""
+    overrides: dict[str, Any] = {}
+    for item in values:
+        flag = f"--param {shlex.quote(item)}"
+        name, sep, raw = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise UsageError(f"{flag} is not NAME=VALUE", hint="e.g. --param model_name=gpt2")
+        if not ENV_NAME.match(name):
+            raise UsageError(
+                f"{flag}: {name!r} cannot be an environment variable name, which is how a "
+                "job receives a parameter",
+                hint="use letters, digits and '_', not starting with a digit",
+            )
+        if name in overrides:
+            raise UsageError(f"{flag}: {name} is already given by an earlier --param")
+        text = raw.strip()
+        if not text:
+            raise UsageError(
+                f"{flag}: no value after '='", hint=f"quote an empty text: --param \"{name}=''\""
+            )
+        if text[0] in "[{":
+            try:
+                overrides[name] = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise UsageError(
+                    f"{flag}: {text!r} starts like JSON but is not: {exc.msg}",
+                    hint=f"""give a JSON list or mapping, e.g. --param '{name}=["a", "b"]'""",
+                ) from exc
+            continue
+        overrides[name] = _flag_value(flag, name, text)
+    return overrides
+
+
+def _apply_params(
+    file: Path,
+    normalised: dict[str, Any],
+    overrides: Mapping[str, Any],
+    secret_values: dict[str, str] | None,
+) -> None:
+    """Overlay ``--param`` values on the file's parameters, take password values out, and
+    refuse a required form field that nothing gives a value."""
+    parameters = normalised.get("parameters")
+    if not isinstance(parameters, dict):
+        parameters = {} if parameters is None else parameters
+    if not isinstance(parameters, dict):
+        return  # the schema reports it
+    parameters = dict(parameters)
+    for name, value in overrides.items():
+        item = parameters.get(name)
+        if isinstance(item, dict) and is_form_field(item):
+            parameters[name] = {**item, "value": value}
+        else:
+            parameters[name] = value
+    sweeps = normalised.get("sweeps")
+    config = sweeps.get("sweep_config") if isinstance(sweeps, dict) else None
+    swept = set(config) if isinstance(config, dict) else set()
+    for name, item in list(parameters.items()):
+        if not is_form_field(item):
+            continue
+        value = item.get("value", item.get("default"))
+        # a required (or password) field's empty default is a form's "not given"
+        unset = value == "" and (item.get("required") or item.get("password"))
+        given = value is not None and not unset
+        if (
+            item.get("password")
+            and given
+            and not (isinstance(value, str) and SECRET_REFERENCE.fullmatch(value.strip()))
+        ):
+            env_var = item.get("env_var") if isinstance(item.get("env_var"), str) else None
+            secret = env_var or name
+            if secret_values is not None:
+                secret_values[secret] = str(value)
+            parameters[name] = {**item, "value": secret_reference(secret)}
+        elif item.get("required") and not given and name not in swept:
+            label = item.get("field_name") or name
+            help_text = f": {item['help_text']}" if item.get("help_text") else ""
+            raise UsageError(
+                f"{file}: parameter {name!r} (field {label!r}{help_text}) is required and "
+                "has no value",
+                hint=f"give it with --param {name}=VALUE (or sweep it with --sweep {name}=V1,V2)",
+            )
+    normalised["parameters"] = parameters
 
 
 def _read(file: Path) -> str:

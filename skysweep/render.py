@@ -24,7 +24,7 @@ import yaml
 
 from skysweep.errors import SecretMissingError
 from skysweep.expand import Trial
-from skysweep.task import SECRET_REFERENCE, TaskSpec, parameter_text
+from skysweep.task import SECRET_REFERENCE, TaskSpec, parameter_text, secret_reference
 
 MOUNT_POINT_ON_VM = "/skysweep/store"
 
@@ -90,10 +90,15 @@ def render(
     enter = _start_dir_command(task)
     secret_envs = {k: v for k, v in task.envs.items() if SECRET_REFERENCE.search(v)}
     plain_envs = {k: v for k, v in task.envs.items() if k not in secret_envs}
+    # {{secret.NAME}} in run or setup becomes a variable filled in memory at launch, like a
+    # secret env: the spec keeps the reference and shell text never holds the value.
+    run, run_secrets = _secret_variables(task.run.rstrip("\n"))
+    setup, setup_secrets = _secret_variables(task.setup) if task.setup else (None, {})
+    secret_envs.update({**run_secrets, **setup_secrets})
     workdir_git = None
     if task.github_repo_url:
         workdir_git = {"url": task.github_repo_url, "ref": task.github_repo_branch}
-    wrapped_run = wrapper.render(enter_start_dir=enter, run=task.run.rstrip("\n"))
+    wrapped_run = wrapper.render(enter_start_dir=enter, run=run)
     infra_list = _infra_list(task)
     token = secrets.token_hex(8)
     shapes: dict[str, dict[str, Any]] = {}
@@ -103,6 +108,12 @@ def render(
         envs = {
             **plain_envs,
             **{name: parameter_text(value) for name, value in trial.params.items()},
+            **{
+                alias: parameter_text(trial.params[name])
+                for name, aliases in task.parameter_envs.items()
+                if name in trial.params
+                for alias in aliases
+            },
             "SKYSWEEP_PARAMS": json.dumps(trial.params, sort_keys=True, ensure_ascii=False),
             "SKYSWEEP_SWEEP_ID": sweep_id,
             "SKYSWEEP_TRIAL_ID": trial.trial_id,
@@ -125,7 +136,7 @@ def render(
                 secrets=list(secret_envs),
                 mount_source=placement.mount_source,
                 mount_point=placement.mount_point,
-                setup=task.setup,
+                setup=setup,
                 enter_start_dir=enter,
                 wrapped_run=wrapped_run,
             )
@@ -170,6 +181,22 @@ def _check_slots(shape: Any, slots: list[str]) -> None:
         raise RuntimeError(
             "templates/task.yaml.j2 must write the job name and each env value as a whole value"
         )
+
+
+SECRET_VARIABLE_PREFIX = "SKYSWEEP_SECRET_"
+
+
+def _secret_variables(script: str) -> tuple[str, dict[str, str]]:
+    """``script`` with each ``{{secret.NAME}}`` made ``${SKYSWEEP_SECRET_NAME}``, and those
+    variables' templates."""
+    found: dict[str, str] = {}
+
+    def variable(match: re.Match[str]) -> str:
+        name = SECRET_VARIABLE_PREFIX + match.group(1)
+        found[name] = secret_reference(match.group(1))
+        return "${" + name + "}"
+
+    return SECRET_REFERENCE.sub(variable, script), found
 
 
 def resolve_secrets(rendered: RenderedTrial, environ: dict[str, str]) -> dict[str, str]:

@@ -22,7 +22,7 @@ from rich.text import Text
 
 from skysweep.cost import usd
 from skysweep.rank import BestSoFar, RankedTrial, Ranking
-from skysweep.task import Scalar, parameter_text
+from skysweep.task import ParamValue, Scalar, parameter_text
 
 STATE_STYLES = {
     "succeeded": "green",
@@ -56,9 +56,12 @@ def varying_params(ranking: Ranking) -> list[str]:
     return [n for n in names if len({_identity(p.get(n)) for p in trials}) > 1]
 
 
-def _identity(value: Scalar | None) -> tuple[type, Scalar | None]:
+def _identity(value: ParamValue | None) -> tuple[type, Scalar | None]:
     # Tells apart what JSON tells apart (1, 1.0 and True) at a tenth of json.dumps' cost;
-    # NaN equals nothing, not even itself, so it gets one stand-in.
+    # NaN equals nothing, not even itself, so it gets one stand-in. A list or mapping is
+    # unhashable: its JSON text stands for it.
+    if isinstance(value, list | dict):
+        return type(value), json.dumps(value, sort_keys=True)
     return type(value), value if value == value else "nan"
 
 
@@ -66,7 +69,7 @@ def _format_value(value: float | None) -> str:
     return "" if value is None else f"{value:.6g}"
 
 
-def _param_text(value: Scalar | None) -> str:
+def _param_text(value: ParamValue | None) -> str:
     return "" if value is None else parameter_text(value)
 
 

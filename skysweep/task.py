@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import re
 from typing import Annotated, Any, Literal
@@ -59,6 +60,9 @@ class WrittenFloat(float):
 
 
 Scalar = str | int | float | bool | WrittenFloat
+# A parameter may also be structured (the gallery's batch-image-gen-flux takes a list of
+# prompts): the job sees JSON text in its env var and the structure in SKYSWEEP_PARAMS.
+ParamValue = Scalar | list[Any] | dict[str, Any]
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_PREFIXES = ("SKYSWEEP_", "SKYPILOT_")
 RESOURCE_SWEEP_PREFIX = "resources."
@@ -336,7 +340,7 @@ def _entry(value: Any, info: ValidationInfo) -> Any:
 
 
 SweepValue = Annotated[
-    Annotated[list[Scalar], Tag(_LIST_TAG)]
+    Annotated[list[ParamValue], Tag(_LIST_TAG)]
     | Annotated[Constant, Tag(_tag("constant"))]
     | Annotated[Categorical, Tag(_tag("categorical"))]
     | Annotated[Uniform, Tag(_tag("uniform"))]
@@ -451,15 +455,15 @@ class Sweep(_Strict):
             )
         return self
 
-    def grid_values(self) -> dict[str, list[Scalar]]:
+    def grid_values(self) -> dict[str, list[ParamValue]]:
         """``sweep_config`` as lists of values (a grid's axes: ``values:`` and ``value:``
         are W&B's spellings of a list and of one value)."""
-        out: dict[str, list[Scalar]] = {}
+        out: dict[str, list[ParamValue]] = {}
         for name, spec in self.sweep_config.items():
             if isinstance(spec, list):
                 out[name] = spec
             elif isinstance(spec, Categorical):
-                out[name] = spec.values
+                out[name] = list(spec.values)
             elif isinstance(spec, Constant):
                 out[name] = [spec.value]
             else:  # the validator refuses other distributions on a grid
@@ -497,7 +501,6 @@ class TaskSpec(_Strict):
     setup: str | None = None
     run: Annotated[str, Field(min_length=1)]
     envs: dict[str, str] = Field(default_factory=dict)
-    parameters: dict[str, Scalar] = Field(default_factory=dict)
     sweeps: Sweep | None = None
     github_repo_url: str | None = None
     github_repo_dir: str | None = None
@@ -537,38 +540,87 @@ class TaskSpec(_Strict):
             )
         return value
 
+    parameters: dict[str, ParamValue] = Field(default_factory=dict)
+    parameter_envs: dict[str, list[str]] = Field(default_factory=dict)
+    """Parameter → the extra env vars it also reaches the job under (a form field's
+    ``env_var``, as Transformer Lab passes ``MODEL_NAME``)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _form_fields(cls, data: Any) -> Any:
+        # Transformer Lab's gallery describes parameters as form fields; each becomes its
+        # value here, its env_var an alias, a password field a secret env (never a value).
+        if isinstance(data, dict) and "parameters" in data and data["parameters"] is None:
+            data = {**data, "parameters": {}}
+        if not isinstance(data, dict) or not isinstance(data.get("parameters"), dict):
+            return data
+        swept = (
+            set((data.get("sweeps") or {}).get("sweep_config") or {})
+            if isinstance(data.get("sweeps"), dict)
+            else set()
+        )
+        values: dict[str, Any] = {}
+        aliases: dict[str, list[str]] = dict(data.get("parameter_envs") or {})
+        envs: dict[str, Any] = dict(data.get("envs") or {})
+        for name, item in data["parameters"].items():
+            if not is_form_field(item):
+                values[name] = item
+                continue
+            extra = [item["env_var"]] if isinstance(item.get("env_var"), str) else []
+            extra = [e for e in extra if e and e != name]
+            value = item.get("value", item.get("default"))
+            if value == "" and (item.get("required") or item.get("password")):
+                value = None  # a required field's empty default is a form's "not given"
+            if item.get("password"):
+                if value is None and not item.get("required"):
+                    continue  # an optional secret nobody gave
+                ref = (
+                    value
+                    if isinstance(value, str) and SECRET_REFERENCE.fullmatch(value.strip())
+                    else secret_reference(extra[0] if extra else name)
+                )
+                for env_name in [name, *extra]:
+                    envs.setdefault(env_name, ref)
+                continue
+            if value is None:
+                if not item.get("required") and name not in swept:
+                    values[name] = item  # refused by _no_form_left, at its own place
+                # a required one is given by --param or swept, which load() checks
+                if extra:
+                    aliases[name] = extra
+                continue
+            values[name] = value
+            if extra:
+                aliases[name] = extra
+        return {**data, "parameters": values, "parameter_envs": aliases, "envs": envs}
+
     @field_validator("parameters", mode="before")
     @classmethod
-    def _parameter_defaults(cls, value: Any) -> Any:
-        # Transformer Lab's gallery files describe a parameter as a form field
-        # ({type, default, min, max, title, ...}); its value is the default.
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            return value
-        resolved: dict[str, Any] = {}
-        for name, item in value.items():
-            if isinstance(item, dict):
-                if "default" not in item:
-                    raise ValueError(
-                        f"parameter {name!r} is a mapping without a 'default'; "
-                        "give a plain value or a mapping with 'default:'"
-                    )
-                resolved[name] = item["default"]
-            else:
-                resolved[name] = item
-        return resolved
+    def _no_form_left(cls, value: Any) -> Any:
+        for name, item in value.items() if isinstance(value, dict) else ():
+            if is_form_field(item):
+                raise ValueError(
+                    f"parameter {name!r} is a mapping without a 'default'; give a plain "
+                    "value, a mapping with 'default:' or 'value:', or 'required: true'"
+                )
+        return value
 
     @field_validator("parameters")
     @classmethod
-    def _parameter_names(cls, value: dict[str, Scalar]) -> dict[str, Scalar]:
+    def _parameter_names(cls, value: dict[str, ParamValue]) -> dict[str, ParamValue]:
         _check_parameter_names(list(value))
         return value
 
+    @field_validator("parameter_envs")
+    @classmethod
+    def _alias_names(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        _check_parameter_names([alias for aliases in value.values() for alias in aliases])
+        return value
+
     def secret_names(self) -> list[str]:
-        """The secrets the envs refer to, in order of first use."""
+        """The secrets the envs, ``setup`` and ``run`` refer to, in order of first use."""
         found: list[str] = []
-        for value in self.envs.values():
+        for value in [*self.envs.values(), self.setup or "", self.run]:
             for name in SECRET_REFERENCE.findall(value):
                 if name not in found:
                     found.append(name)
@@ -597,6 +649,41 @@ def _check_parameter_names(names: list[str]) -> None:
         )
 
 
+FORM_FIELD_KEYS = frozenset(
+    {
+        # Transformer Lab's form fields
+        "field_name", "env_var", "field_type", "required", "placeholder", "help_text",
+        "default", "value", "password",
+        # the gallery's typed parameters (nanochat): {type, default, min, max, title, ...}
+        "type", "title", "description", "min", "max", "step", "ui_widget", "options",
+    }
+)  # fmt: skip
+
+
+def secret_reference(name: str) -> str:
+    """``{{secret.NAME}}``, the way a task file names a secret the user holds."""
+    return "{{secret." + name + "}}"
+
+
+def is_form_field(item: Any) -> bool:
+    """A mapping of form-field keys only is a form field; any other mapping is a
+    structured value (wrap one that looks like a form in ``value:``)."""
+    return (
+        isinstance(item, dict)
+        and bool(item)
+        and all(isinstance(k, str) and k in FORM_FIELD_KEYS for k in item)
+    )
+
+
+def _required_message(name: str, item: dict[str, Any]) -> str:
+    label = item.get("field_name") or name
+    help_text = f" ({item['help_text']})" if item.get("help_text") else ""
+    return (
+        f"parameter {name!r} (field {label!r}{help_text}) is required and has no value; "
+        f"give it with --param {name}=VALUE or sweep it"
+    )
+
+
 def _scalar_text(value: Scalar) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -605,6 +692,9 @@ def _scalar_text(value: Scalar) -> str:
     return str(value)
 
 
-def parameter_text(value: Scalar) -> str:
-    """A parameter value as its job sees it in the environment."""
+def parameter_text(value: ParamValue) -> str:
+    """A parameter value as its job sees it in the environment: a list or a mapping as
+    JSON text."""
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False)
     return _scalar_text(value)

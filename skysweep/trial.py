@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from skysweep.task import Scalar
+from skysweep.task import ParamValue
 
 
 class TrialState(str, Enum):
@@ -63,7 +63,7 @@ class Trial:
 
     index: int
     trial_id: str
-    params: dict[str, Scalar]
+    params: dict[str, ParamValue]
     resources: dict[str, Any] = field(default_factory=dict)
     """Resource keys swept like parameters (``resources.accelerators``), for this trial."""
     suggested_by: str = "grid"

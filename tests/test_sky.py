@@ -9,6 +9,7 @@ state when it is imported, and other tests in this session import it with the re
 from __future__ import annotations
 
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import CompletedCli, free_port
+from test_labsdk import lab_bin_fixture  # noqa: F401 (the lab SDK's venv)
 
 pytestmark = pytest.mark.sky
 
@@ -490,4 +492,53 @@ def test_budget_launches_what_fits_then_ends_the_sweep(sky_server: Sky, tmp_path
         f"budget reached: ${fits * price * 0.5:.3g} of ${budget:.2f} spent or committed; "
         f"{12 - fits} trial(s) not launched"
     ) in status.stdout
+    _down(sky_server, sweep_id)
+
+
+def test_a_lab_sdk_job_runs_as_submitted_and_reports_its_score(
+    sky_server: Sky, tmp_path: Path, lab_bin: Path
+) -> None:
+    """The run command SkyPilot holds prepares the `lab` SDK's workspace itself: run here as
+    the VM would run it (the bucket mounted at its mount point, a folder here), the real SDK
+    gets each trial's parameters and its score becomes the trial's metrics.json."""
+    import shutil
+
+    from test_labsdk import SAMPLE_SCRIPT, SAMPLE_TASK
+
+    from skysweep.render import MOUNT_POINT_ON_VM
+
+    folder = tmp_path / "task"
+    folder.mkdir()
+    (folder / "train.py").write_text(SAMPLE_SCRIPT)
+    task = folder / "task.yaml"
+    task.write_text(SAMPLE_TASK.replace("  cpus: 1\n", "  cpus: 2\n  infra: aws\n"))
+    out = _submit(sky_server, task)
+    sweep_id = out["sweep_id"]
+    manifest = sky_server.manifest(sweep_id)
+    jobs = manifest["jobs"]
+    params_of = {t["trial_id"]: t["params"] for t in manifest["trials"]}
+    queue = sky_server.queue([jobs[t]["job_id"] for t in out["launched"]])
+    mount = tmp_path / "bucket"
+    ordered = sorted(out["launched"], key=lambda tid: int(jobs[tid]["job_id"]))
+    for rank, trial_id in enumerate(ordered):
+        spec = list(yaml.safe_load_all(queue[jobs[trial_id]["job_id"]]["user_yaml"]))[-1]
+        envs = {k: str(v).replace(MOUNT_POINT_ON_VM, str(mount)) for k, v in spec["envs"].items()}
+        workdir = tmp_path / f"vm{rank}"
+        shutil.copytree(folder, workdir)
+        done = subprocess.run(
+            ["bash", "-c", spec["run"].replace(MOUNT_POINT_ON_VM, str(mount))],
+            env={**envs, "SKYPILOT_JOB_RANK": str(rank), "HOME": str(tmp_path),
+                 "PATH": f"{lab_bin}:/usr/bin:/bin"},
+            cwd=workdir, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        config = json.loads(done.stdout.split("CONFIG ", 1)[1].splitlines()[0])
+        assert config["lr"] == params_of[trial_id]["lr"]
+        assert config["prompts"] == ["a red fox", "a cat, sleeping"]
+        trial_dir = mount / "sweeps" / sweep_id / "trials" / trial_id
+        metrics = json.loads((trial_dir / "metrics.json").read_text())
+        expected = abs(math.log10(config["lr"]) + 3) + 1.0 / 3
+        assert metrics["eval/loss"] == pytest.approx(expected)
+        assert len((trial_dir / "history.jsonl").read_text().splitlines()) == 3
+        assert (mount / "sweeps" / sweep_id / "finished" / f"{trial_id}.json").exists()
     _down(sky_server, sweep_id)

@@ -25,6 +25,7 @@ are normal samples of the value); TPE then models ``u``, which keeps the order o
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -46,9 +47,9 @@ from skysweep.task import (
     LogUniform,
     LogUniformValues,
     Normal,
+    ParamValue,
     QLogUniformValues,
     QUniform,
-    Scalar,
     SweepValue,
     TaskSpec,
     Uniform,
@@ -70,8 +71,8 @@ class Param:
 
     name: str
     distribution: BaseDistribution
-    to_value: Callable[[Any], Scalar]
-    to_internal: Callable[[Scalar], Any]
+    to_value: Callable[[Any], ParamValue]
+    to_internal: Callable[[Any], Any]
     """The internal value of a recorded value; raises ValueError when it cannot be one."""
     described: str
 
@@ -81,8 +82,18 @@ def _param(name: str, spec: SweepValue) -> Param | None:
     if isinstance(spec, Constant):
         return None
     if isinstance(spec, list | Categorical):
-        values = spec if isinstance(spec, list) else spec.values
-        choices = tuple(values)
+        values: list[ParamValue] = list(spec if isinstance(spec, list) else spec.values)
+        if any(isinstance(v, list | dict) for v in values):
+            # Optuna chooses among scalars: a list or a mapping is chosen by its place.
+            places = tuple(range(len(values)))
+            return Param(
+                name,
+                CategoricalDistribution(places),
+                lambda i: values[i],
+                values.index,
+                "categorical(" + ", ".join(json.dumps(v) for v in values) + ")",
+            )
+        choices = tuple(v for v in values if not isinstance(v, list | dict))
         return Param(
             name,
             CategoricalDistribution(choices),
@@ -140,7 +151,7 @@ def _param(name: str, spec: SweepValue) -> Param | None:
     raise TypeError(f"no Optuna form for {spec!r}")
 
 
-def _int(value: Scalar) -> int:
+def _int(value: Any) -> int:
     number = float(value)
     if not number.is_integer():
         raise ValueError(f"{value!r} is not an integer")
@@ -157,8 +168,8 @@ class Space:
         self.max_trials = sweeps.max_trials if sweeps else None
         self.seed = sweeps.seed if sweeps else None
         self.lower_is_better = sweeps.lower_is_better if sweeps else True
-        self.base: dict[str, Scalar] = dict(task.parameters)
-        self.fixed: dict[str, Scalar] = {
+        self.base: dict[str, ParamValue] = dict(task.parameters)
+        self.fixed: dict[str, ParamValue] = {
             name: spec.value for name, spec in config.items() if isinstance(spec, Constant)
         }
         self.params: dict[str, Param] = {
@@ -169,9 +180,9 @@ class Space:
             name: p.distribution for name, p in self.params.items()
         }
 
-    def values(self, internal: Mapping[str, Any]) -> tuple[dict[str, Scalar], dict[str, Any]]:
+    def values(self, internal: Mapping[str, Any]) -> tuple[dict[str, ParamValue], dict[str, Any]]:
         """A trial's parameters and swept resources from Optuna's sampled values."""
-        params: dict[str, Scalar] = dict(self.base)
+        params: dict[str, ParamValue] = dict(self.base)
         resources: dict[str, Any] = {}
         for name in self.order:
             param = self.params.get(name)
