@@ -89,7 +89,7 @@ class Axis:
         return math.log10(number) if self.kind == "log" else number
 
     def scatter_x(self, value: Scalar | None) -> Any:
-        return self.label(value) if self.kind == "categorical" else value
+        return _text(self.label(value)) if self.kind == "categorical" else value
 
 
 def infer_axis(name: str, values: Sequence[Scalar | None]) -> Axis:
@@ -266,7 +266,8 @@ def _plotly_js() -> str:
 
 
 def _text(value: str) -> str:
-    """A string for Plotly, which reads a little HTML in its labels: shown as written."""
+    """A string for Plotly, which reads a little HTML in most of its labels (axis titles,
+    category ticks, hover text, legends; not parallel-coordinates ticks): shown as written."""
     return html.escape(value, quote=False)
 
 
@@ -419,7 +420,7 @@ def _parallel(ranking: Ranking, axes: list[Axis]) -> Figure:
         dimension: dict[str, Any] = {"label": _text(axis.name), "values": positions}
         if axis.kind == "categorical":
             dimension["tickvals"] = list(range(len(axis.categories)))
-            dimension["ticktext"] = [_text(c) for c in axis.categories]
+            dimension["ticktext"] = axis.categories  # drawn as plain text, unlike the label
         elif axis.kind == "log":
             dimension["tickvals"], dimension["ticktext"] = _log_ticks(positions)
         dimensions.append(dimension)
@@ -531,7 +532,11 @@ def _against(ranking: Ranking, axis: Axis, index: int) -> Figure:
         )
     x_axis: dict[str, Any] = {"title": {"text": _text(axis.name)}}
     if axis.kind == "categorical":
-        x_axis.update(type="category", categoryorder="array", categoryarray=axis.categories)
+        x_axis.update(
+            type="category",
+            categoryorder="array",
+            categoryarray=[_text(c) for c in axis.categories],
+        )
     elif axis.kind == "log":
         x_axis["type"] = "log"
     y_axis: dict[str, Any] = {"title": {"text": _text(ranking.metric)}}
