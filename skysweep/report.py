@@ -388,6 +388,11 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+MARKDOWN_ROWS = 10
+"""Rows of the Markdown table: it is a summary (``$GITHUB_STEP_SUMMARY``); the HTML report and
+the CSV have every trial."""
+
+
 def ranking_markdown(ranking: Ranking) -> str:
     params = varying_params(ranking)
     direction = "lower is better" if ranking.lower_is_better else "higher is better"
@@ -416,7 +421,7 @@ def ranking_markdown(ranking: Ranking) -> str:
     header = ["rank", "trial", "status", ranking.metric, *params, "note"]
     lines.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
     lines.append("|" + "|".join("---:" if i in (0, 3) else "---" for i in range(len(header))) + "|")
-    for t in ranking.trials:
+    for t in ranking.trials[:MARKDOWN_ROWS]:
         row = [
             str(t.rank or "-"),
             f"`{t.result.trial_id}`",
@@ -426,6 +431,13 @@ def ranking_markdown(ranking: Ranking) -> str:
             t.reason or "",
         ]
         lines.append("| " + " | ".join(_md_cell(c) for c in row) + " |")
+    more = len(ranking.trials) - MARKDOWN_ROWS
+    if more > 0:
+        lines += [
+            "",
+            f"… and {more} more trials: `skysweep report {ranking.sweep_id}` writes all of them "
+            "as an HTML page, `--format csv` lists them.",
+        ]
     return "\n".join(lines) + "\n"
 
 
