@@ -215,6 +215,7 @@ def build_html(
         figures.append(importance)
     else:
         notes["importance"] = why_not
+    columns = _columns(ranking, params, free, costs)
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(templates_dir()),
         undefined=jinja2.StrictUndefined,
@@ -239,8 +240,8 @@ def build_html(
         ],
         params=params,
         constant=constant,
-        columns=_columns(ranking, params, free, costs),
-        rows=[_row(t, params, free, costs) for t in ranking.trials],
+        columns=columns,
+        body=table_body(columns, [_row(t, params, free, costs) for t in ranking.trials]),
         figure_ids={f["id"] for f in figures},
         param_figures=[f"against-{i}" for i in range(len(axes))],
         notes=notes,
@@ -337,6 +338,36 @@ def _row(trial: RankedTrial, params: list[str], free: bool, costs: Costs | None)
     return {"trial": trial, "state": str(r.state), "best": trial.rank == 1, "cells": cells}
 
 
+def table_body(columns: list[Column], rows: list[dict[str, Any]]) -> str:
+    """The table's rows as HTML, every text escaped."""
+    escape = html.escape
+    classes = [
+        ' class="mono"'
+        if i == 1
+        else ' class="num"'
+        if column.numeric
+        else ' class="note"'
+        if i == len(columns) - 1
+        else ""
+        for i, column in enumerate(columns)
+    ]
+    lines = []
+    for row in rows:
+        cells = []
+        for i, cell in enumerate(row["cells"]):
+            text = escape(cell.text)
+            title = f' title="{escape(cell.title)}"' if cell.title else ""
+            if i == 2:
+                text = f'<span class="state state-{text}">{text}</span>'
+            cells.append(f'<td{classes[i]} data-v="{escape(cell.sort)}"{title}>{text}</td>')
+        best = " best-row" if row["best"] else ""
+        lines.append(
+            f'<tr data-trial="{escape(row["trial"].result.trial_id)}" '
+            f'class="state-row-{escape(row["state"])}{best}">{"".join(cells)}</tr>'
+        )
+    return "\n".join(lines)
+
+
 def _sort_number(value: float | None) -> str:
     return "" if value is None or not math.isfinite(value) else repr(float(value))
 
@@ -401,11 +432,12 @@ def _missing_at(values: list[float]) -> float:
     return low - 0.15 * span
 
 
-def _hover(trial: RankedTrial, metric: str) -> str:
+def _hover(trial: RankedTrial, metric: str, params: bool = True) -> str:
     r = trial.result
     lines = [f"trial {r.trial_id}", f"{r.state}" + (f", rank {trial.rank}" if trial.rank else "")]
     lines.append(f"{metric} = {_number(trial.value)}" if trial.value is not None else "no value")
-    lines += [f"{k} = {parameter_text(v)}" for k, v in r.params.items()]
+    if params:  # the plots of one parameter show it on the x axis: a third of the file's data
+        lines += [f"{k} = {parameter_text(v)}" for k, v in r.params.items()]
     if trial.reason:
         lines.append(trial.reason)
     return "<br>".join(_text(line) for line in lines)
@@ -525,7 +557,7 @@ def _against(ranking: Ranking, axis: Axis, index: int) -> Figure:
                 "x": [axis.scatter_x(t.result.params.get(axis.name)) for t in trials],
                 "y": [missing if t.value is None else t.value for t in trials],
                 "customdata": [t.result.trial_id for t in trials],
-                "text": [_hover(t, ranking.metric) for t in trials],
+                "text": [_hover(t, ranking.metric, params=False) for t in trials],
                 "hovertemplate": "%{text}<extra></extra>",
                 "marker": {"symbol": symbol, "color": colour, "size": 9, "opacity": 0.8},
             }

@@ -176,8 +176,10 @@ class Opened:
         self.page, self.errors, self.requests = page, errors, requests
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def opened(browser: Any, sweep: Sweep) -> Iterator[Opened]:
+    """The report open in one page for the tests below (parsing Plotly's 4.8 MB of JS takes
+    seconds): they read it, and the one that sorts the table comes last."""
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     requests: list[str] = []
