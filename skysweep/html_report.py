@@ -466,7 +466,7 @@ def _parallel(ranking: Ranking, axes: list[Axis]) -> Figure:
         metric_dimension["tickvals"] = [missing, *ticks]
         metric_dimension["ticktext"] = ["no value", *(_number(v) for v in ticks)]
     if values:
-        low, high = min(missing, *values), max(values)
+        low, high = min(metric_values), max(values)
         # The best end at the top, as people read these plots.
         metric_dimension["range"] = [high, low] if ranking.lower_is_better else [low, high]
     dimensions.append(metric_dimension)
@@ -570,7 +570,7 @@ def _against(ranking: Ranking, axis: Axis, index: int) -> Figure:
             categoryarray=[_text(c) for c in axis.categories],
         )
     elif axis.kind == "log":
-        x_axis["type"] = "log"
+        x_axis.update(type="log", dtick=1)  # a tick a decade (log axes span two or more)
     y_axis: dict[str, Any] = {"title": {"text": _text(ranking.metric)}}
     return {
         "id": f"against-{index}",
