@@ -423,13 +423,14 @@ def _values(ranking: Ranking) -> list[float]:
     return [t.value for t in ranking.trials if t.value is not None]
 
 
-def _missing_at(values: list[float]) -> float:
-    """Where trials without a value are drawn: a band below the lowest value."""
+def _missing_at(values: list[float], lower_is_better: bool) -> float:
+    """Where trials without a value are drawn: a band beyond the worst value, so a failed
+    trial never looks like the best one."""
     if not values:
         return 0.0
     low, high = min(values), max(values)
     span = (high - low) or abs(high) or 1.0
-    return low - 0.15 * span
+    return high + 0.15 * span if lower_is_better else low - 0.15 * span
 
 
 def _hover(trial: RankedTrial, metric: str, params: bool = True) -> str:
@@ -444,11 +445,13 @@ def _hover(trial: RankedTrial, metric: str, params: bool = True) -> str:
 
 
 def _parallel(ranking: Ranking, axes: list[Axis]) -> Figure:
+    # Lines are drawn in order: the best last, on top; trials without a value first, under.
+    trials = ranking.trials[::-1]
     values = _values(ranking)
-    missing = _missing_at(values)
+    missing = _missing_at(values, ranking.lower_is_better)
     dimensions: list[dict[str, Any]] = []
     for axis in axes:
-        positions = [axis.position(t.result.params.get(axis.name)) for t in ranking.trials]
+        positions = [axis.position(t.result.params.get(axis.name)) for t in trials]
         dimension: dict[str, Any] = {"label": _text(axis.name), "values": positions}
         if axis.kind == "categorical":
             dimension["tickvals"] = list(range(len(axis.categories)))
@@ -456,7 +459,7 @@ def _parallel(ranking: Ranking, axes: list[Axis]) -> Figure:
         elif axis.kind == "log":
             dimension["tickvals"], dimension["ticktext"] = _log_ticks(positions)
         dimensions.append(dimension)
-    metric_values = [missing if t.value is None else t.value for t in ranking.trials]
+    metric_values = [missing if t.value is None else t.value for t in trials]
     metric_dimension: dict[str, Any] = {
         "label": _text(ranking.metric),
         "values": metric_values,
@@ -466,25 +469,22 @@ def _parallel(ranking: Ranking, axes: list[Axis]) -> Figure:
         metric_dimension["tickvals"] = [missing, *ticks]
         metric_dimension["ticktext"] = ["no value", *(_number(v) for v in ticks)]
     if values:
-        low, high = min(metric_values), max(values)
+        low, high = min(metric_values), max(metric_values)
         # The best end at the top, as people read these plots.
         metric_dimension["range"] = [high, low] if ranking.lower_is_better else [low, high]
     dimensions.append(metric_dimension)
-    states = sorted({str(t.result.state) for t in ranking.trials})
+    states = sorted({str(t.result.state) for t in trials})
     if len(states) > 1:
         dimensions.append(
             {
                 "label": "state",
-                "values": [states.index(str(t.result.state)) for t in ranking.trials],
+                "values": [states.index(str(t.result.state)) for t in trials],
                 "tickvals": list(range(len(states))),
                 "ticktext": states,
             }
         )
     low = min(metric_values) if metric_values else 0.0
     high = max(metric_values) if metric_values else 1.0
-    # Grey for trials without a value, a colour scale for the rest.
-    cut = 0.0 if high <= low or not values else (min(values) - low) / (high - low) / 2
-    scale = [[0.0, "#bbbbbb"], [cut, "#bbbbbb"]] if cut > 0 else []
     return {
         "id": "parallel",
         "data": [
@@ -495,14 +495,11 @@ def _parallel(ranking: Ranking, axes: list[Axis]) -> Figure:
                     "color": metric_values,
                     "cmin": low,
                     "cmax": high,
-                    "colorscale": [
-                        *scale,
-                        *_viridis(cut, reverse=ranking.lower_is_better),
-                    ],
+                    "colorscale": _colorscale(values, low, high, ranking.lower_is_better),
                     "showscale": bool(values),
                     "colorbar": {"title": {"text": _text(ranking.metric)}},
                 },
-                "meta": [t.result.trial_id for t in ranking.trials],
+                "meta": [t.result.trial_id for t in trials],
             }
         ],
         "layout": {"margin": {"l": 80, "r": 80, "t": 60, "b": 30}, "height": 420},
@@ -512,13 +509,24 @@ def _parallel(ranking: Ranking, axes: list[Axis]) -> Figure:
 VIRIDIS = ["#440154", "#3b528b", "#21918c", "#5ec962", "#fde725"]
 
 
-def _viridis(start: float, *, reverse: bool) -> list[list[Any]]:
+NO_VALUE = "#bbbbbb"
+
+
+def _colorscale(values: list[float], low: float, high: float, reverse: bool) -> list[list[Any]]:
+    """Viridis over the trials' values (yellow the best), grey for the "no value" band beyond
+    the worst."""
     colours = VIRIDIS[::-1] if reverse else VIRIDIS
-    step = (1.0 - start) / (len(colours) - 1)
-    return [
-        [start + step * i if i < len(colours) - 1 else 1.0, colour]
-        for i, colour in enumerate(colours)
-    ]
+    if not values or high <= low:
+        return [[i / (len(colours) - 1), c] for i, c in enumerate(colours)]
+    first = (min(values) - low) / (high - low) / 2  # halfway to the band, if it is below
+    last = 1 - (1 - (max(values) - low) / (high - low)) / 2  # or above
+    step = (last - first) / (len(colours) - 1)
+    scale = [[first + step * i, colour] for i, colour in enumerate(colours)]
+    if first > 0:
+        scale = [[0.0, NO_VALUE], [first, NO_VALUE], *scale]
+    if last < 1:
+        scale = [*scale, [last, NO_VALUE], [1.0, NO_VALUE]]
+    return scale
 
 
 def _log_ticks(positions: list[float]) -> tuple[list[float], list[str]]:
@@ -545,7 +553,7 @@ def _by_state(ranking: Ranking) -> dict[str, list[RankedTrial]]:
 
 
 def _against(ranking: Ranking, axis: Axis, index: int) -> Figure:
-    missing = _missing_at(_values(ranking))
+    missing = _missing_at(_values(ranking), ranking.lower_is_better)
     traces = []
     for state, trials in _by_state(ranking).items():
         symbol, colour = _marker(state)
