@@ -403,7 +403,11 @@ def up(
     search: SearchOpt = None,
     param: ParamOverride = None,
 ) -> None:
-    """Expand the sweep, launch every trial, follow them and print the ranking."""
+    """Expand the sweep, launch every trial, follow them and print the ranking.
+
+    Unless --detach, it ends by writing the HTML report (see `skysweep report`) to
+    ~/.skysweep/reports/SWEEP_ID.html and printing that path.
+    """
     from skysweep import session
     from skysweep.backends import get_backend
     from skysweep.expand import expand, grid_size
@@ -626,7 +630,23 @@ def _drive(
         f"results kept in {hints.sweep_url}; show them again with: {hints.results}",
         markup=False,
     )
+    _write_up_report(err, ledger, ranking, summary)
     raise typer.Exit(0 if ranking.all_succeeded else 1)
+
+
+def _write_up_report(err: Console, ledger: Ledger, ranking: Ranking, summary: SweepCost) -> None:
+    """The HTML report of a sweep `up` followed to its end; a report that cannot be written
+    is a note, never a failed sweep."""
+    from skysweep.html_report import Costs, up_report_path, write_report
+
+    try:
+        path = write_report(
+            ledger, ranking, up_report_path(ledger.sweep_id), costs=Costs.of(ranking, summary)
+        )
+    except Exception as exc:
+        err.print(f"note: no HTML report: {exc}", markup=False)
+        return
+    err.print(f"report: {path}", markup=False)
 
 
 def _interrupted(
@@ -953,6 +973,29 @@ def results(
     ranking, summary = _look(ledger)
     _print_ranking(ranking, format, best_only=best, summary=summary)
     raise typer.Exit(0 if (ranking.best is not None if best else ranking.all_succeeded) else 1)
+
+
+@app.command()
+def report(
+    sweep: SweepArg,
+    store: StoreOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="The HTML file to write. Default: SWEEP_ID.html here."),
+    ] = None,
+) -> None:
+    """Write the sweep as one self-contained HTML page: the sortable ranked table, parallel
+    coordinates, the metric against each parameter, learning curves, best so far, parameter
+    importance and provenance. It loads nothing from the network (a CI artifact, offline).
+
+    Prints the file's path. Exit code 0 when it is written, whatever the trials did.
+    """
+    from skysweep.html_report import Costs, default_report_path, write_report
+
+    _, ledger = _open(sweep, store)
+    ranking, summary = _look(ledger)
+    path = out or default_report_path(ledger.sweep_id)
+    print(write_report(ledger, ranking, path, costs=Costs.of(ranking, summary)))
 
 
 @app.command()

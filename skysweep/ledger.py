@@ -53,6 +53,8 @@ class SweepHeader(BaseModel):
     created_at: str
     skysweep_version: str = __version__
     git_commit: str | None = None
+    skypilot_version: str | None = None
+    """The SkyPilot client installed where the sweep was made (None: not recorded)."""
     task_file: str
     task: dict[str, Any]
     metric: str
@@ -109,6 +111,7 @@ class SweepHeader(BaseModel):
             name=task.name,
             created_at=now(),
             git_commit=head_commit(task_file.parent),
+            skypilot_version=_installed("skypilot"),
             task_file=str(task_file),
             task=task.model_dump(mode="json", exclude_none=True),
             written=written_texts(task.model_dump(exclude_none=True)),
@@ -192,6 +195,16 @@ class RetryRequest(BaseModel):
     after_attempt: int
     requested_at: str
     by: str = ""
+
+
+def _installed(distribution: str) -> str | None:
+    # The installed metadata, not `import sky`: that takes seconds.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
 
 
 class Ledger:

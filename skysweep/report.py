@@ -458,6 +458,11 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+MARKDOWN_ROWS = 10
+"""Rows of the Markdown table: it is a summary (``$GITHUB_STEP_SUMMARY``); the HTML report and
+the CSV have every trial."""
+
+
 def ranking_markdown(ranking: Ranking) -> str:
     params = varying_params(ranking)
     direction = "lower is better" if ranking.lower_is_better else "higher is better"
@@ -490,7 +495,7 @@ def ranking_markdown(ranking: Ranking) -> str:
     lines.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
     right = (0, 1, 4)
     lines.append("|" + "|".join("---:" if i in right else "---" for i in range(len(header))) + "|")
-    for t in ranking.trials:
+    for t in ranking.trials[:MARKDOWN_ROWS]:
         row = [
             str(t.rank or "-"),
             str(t.result.index),
@@ -501,6 +506,13 @@ def ranking_markdown(ranking: Ranking) -> str:
             t.reason or "",
         ]
         lines.append("| " + " | ".join(_md_cell(c) for c in row) + " |")
+    more = len(ranking.trials) - MARKDOWN_ROWS
+    if more > 0:
+        lines += [
+            "",
+            f"… and {more} more trials: the sweep's HTML report (`skysweep report`) has all "
+            "of them, as does `--format csv`.",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -172,6 +172,13 @@ def test_ci_flow_across_machines(ci: Ci) -> None:
     assert f"`{best['trial_id']}`" in markdown.stdout
     assert "`learning_rate=0.1`, `batch_size=8`" in markdown.stdout
 
+    # The workflow's HTML report, read from the bucket: every trial and its history.
+    report = ci.run("report", url, "--out", str(ci.tmp_path / "report.html"))
+    assert report.code == 0, report
+    page = (ci.tmp_path / "report.html").read_text(encoding="utf-8")
+    assert all(f'data-trial="{t["trial_id"]}"' in page for t in trials)
+    assert '"id":"curves"' in page
+
     as_csv = ci.run("results", url, "--format", "csv")
     assert as_csv.code == 0, as_csv
     rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))

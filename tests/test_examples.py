@@ -118,7 +118,7 @@ def test_the_ci_workflow_uses_commands_and_options_that_exist() -> None:
     workflow = yaml.safe_load((EXAMPLES / "ci" / "sweep.yml").read_text())
     script = "\n".join(step.get("run", "") for step in workflow["jobs"]["sweep"]["steps"])
     calls = re.findall(r"skysweep (\w+)([^\n|>]*)", script.replace("\\\n", " "))
-    assert {command for command, _ in calls} >= {"up", "wait", "results"}
+    assert {command for command, _ in calls} >= {"up", "wait", "results", "report"}
     for command, rest in calls:
         shown = run_cli(command, "--help", env={"COLUMNS": "200"})
         assert shown.code == 0, shown

@@ -200,7 +200,7 @@ def test_json_round_trips_every_trial() -> None:
     assert data["trials"][0]["params"]["model"] in MODELS
 
 
-def test_csv_and_markdown_keep_every_trial() -> None:
+def test_csv_keeps_every_trial_and_markdown_the_top_ten() -> None:
     ranking = rank("s", results(500), "eval/loss", True)
     csv_text = render_ranking(ranking, "csv")
     assert isinstance(csv_text, str)
@@ -224,8 +224,11 @@ def test_csv_and_markdown_keep_every_trial() -> None:
     markdown = render_ranking(ranking, "markdown")
     assert isinstance(markdown, str)
     table = [line for line in markdown.splitlines() if line.startswith("| ")]
-    assert len(table) == 501
-    assert all(markdown.count(f"`{t.result.trial_id}`") >= 1 for t in ranking.trials)
+    assert len(table) == 1 + 10
+    assert [f"`{t.result.trial_id}`" in markdown for t in ranking.trials] == [True] * 10 + [
+        False
+    ] * 490
+    assert "… and 490 more trials: the sweep's HTML report (`skysweep report`) has all" in markdown
 
 
 def test_best_only_without_a_best_trial_keeps_the_format() -> None:
