@@ -19,6 +19,7 @@ import pytest
 from conftest import run_cli
 
 from skysweep.collect import TrialResult
+from skysweep.cost import ESTIMATE_NOTE
 from skysweep.html_report import Costs, build_html, infer_axis, param_importances, parse_history
 from skysweep.ledger import SweepHeader
 from skysweep.rank import rank
@@ -337,7 +338,7 @@ def test_cost_column_shows_known_costs_a_dash_and_free_locally() -> None:
     ranking = rank("s", results, "acc", False)
     page = build_html(ranking, _header(), costs=Costs({"t1": 0.0123, "t2": None}, 0.0123))
     assert "cost (USD)" in page and ">0.0123<" in page and ">—<" in page
-    assert "$0.0123 in total, estimated from catalog prices" in page
+    assert f"$0.0123 in total, {ESTIMATE_NOTE}" in page
     local = build_html(ranking, _header("local"))
     assert ">free<" in local and "free: the local backend costs nothing" in local
     assert "cost (USD)" not in build_html(ranking, _header())
