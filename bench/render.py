@@ -49,6 +49,7 @@ from skysweep.backends.sky import validate
 from skysweep.expand import expand
 from skysweep.load import load
 from skysweep.render import (
+    LAB_WORKSPACE,
     Placement,
     RenderedTrial,
     _FastLoader,
@@ -293,7 +294,7 @@ def render_before(task: TaskSpec, trials: list[Any], task_dir: Path) -> list[Ren
     secret_envs = {k: v for k, v in task.envs.items() if SECRET_REFERENCE.search(v)}
     plain_envs = {k: v for k, v in task.envs.items() if k not in secret_envs}
     wrapped_run = _template("run_wrapper.sh.j2").render(
-        enter_start_dir=enter, run=task.run.rstrip("\n")
+        enter_start_dir=enter, run=task.run.rstrip("\n"), lab_workspace=LAB_WORKSPACE
     )
     infra_list = _infra_list(task)
     out = []

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import jinja2
 
-from skysweep.render import _template
+from skysweep.render import LAB_WORKSPACE, _template
 
 BASELINE_WRAPPER = r"""# skysweep: record this trial's state around the task's own run command.
 _skysweep_status() {
@@ -60,7 +60,9 @@ def scripts() -> dict[str, str]:
         "baseline wrapper (before)": jinja2.Template(
             BASELINE_WRAPPER, keep_trailing_newline=True
         ).render(enter_start_dir="", run=NO_OP),
-        "wrapper (now)": _template("run_wrapper.sh.j2").render(enter_start_dir="", run=NO_OP),
+        "wrapper (now)": _template("run_wrapper.sh.j2").render(
+            enter_start_dir="", run=NO_OP, lab_workspace=LAB_WORKSPACE
+        ),
     }
 
 

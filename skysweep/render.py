@@ -69,6 +69,16 @@ class RenderedTrial:
         return dump_spec(self.spec)
 
 
+LAB_WORKSPACE = ".skysweep-tfl"
+"""The Transformer Lab workspace the job wrapper prepares in the job's working directory."""
+
+
+def lab_job_folder(workdir: Path, sweep_id: str, trial_id: str) -> Path:
+    """Where the `lab` SDK looks for a trial's job record. A backend that makes it before
+    the job starts spares the wrapper a `mkdir` process per trial."""
+    return workdir / LAB_WORKSPACE / "experiments" / sweep_id / "jobs" / trial_id
+
+
 def render(
     task: TaskSpec,
     trials: list[Trial],
@@ -98,7 +108,7 @@ def render(
     workdir_git = None
     if task.github_repo_url:
         workdir_git = {"url": task.github_repo_url, "ref": task.github_repo_branch}
-    wrapped_run = wrapper.render(enter_start_dir=enter, run=run)
+    wrapped_run = wrapper.render(enter_start_dir=enter, run=run, lab_workspace=LAB_WORKSPACE)
     infra_list = _infra_list(task)
     token = secrets.token_hex(8)
     shapes: dict[str, dict[str, Any]] = {}

@@ -36,7 +36,7 @@ from skysweep.cost import FREE, resource_key
 from skysweep.errors import BackendError, StoreError
 from skysweep.git import listed_files
 from skysweep.process import running, start_module, start_time
-from skysweep.render import Placement, RenderedTrial
+from skysweep.render import Placement, RenderedTrial, lab_job_folder
 from skysweep.store import FileStore, Store, join, open_store
 from skysweep.trial import JobHandle, TrialState
 
@@ -164,6 +164,7 @@ class LocalBackend:
         trial_id = item.trial.trial_id
         attempt = request.attempts.get(trial_id, 1)
         cwd = _trial_workdir(base, request.sweep_id, trial_id, attempt)
+        lab_job_folder(cwd, request.sweep_id, trial_id).mkdir(parents=True, exist_ok=True)
         out = folder / "trials" / trial_id
         if upload:
             # The staging folder is only this machine's copy: a relaunched trial starts clean
