@@ -73,6 +73,14 @@ def _param_text(value: ParamValue | None) -> str:
     return "" if value is None else parameter_text(value)
 
 
+def _param_shown(value: ParamValue | None) -> str:
+    """A value for people: a sampled float (0.07494036351680891) to 6 significant digits;
+    what the user wrote, and every other value, as the job sees it. CSV and JSON keep all."""
+    if type(value) is float:
+        return f"{value:.6g}"
+    return _param_text(value)
+
+
 def checkpoints(finished: int) -> list[int]:
     """Numbers of finished trials at which the best-so-far line shows the best: doubling from
     10 (from 1 in a sweep of 10 or fewer), and all of them."""
@@ -201,7 +209,7 @@ def _cells(ranking: Ranking, params: list[str], jobs: bool, says: bool) -> list[
                 *((_flat(r.backend_status or ""),) if says else ()),
                 _format_value(trial.value),
                 *((usd(r.cost_usd) if r.cost_usd is not None else "",) if cost else ()),
-                *(_flat(_param_text(r.params.get(n))) for n in params),
+                *(_flat(_param_shown(r.params.get(n))) for n in params),
                 _flat(trial.reason or ""),
             ]
         )
@@ -209,7 +217,9 @@ def _cells(ranking: Ranking, params: list[str], jobs: bool, says: bool) -> list[
 
 
 def _has_cost(ranking: Ranking) -> bool:
-    return any(t.result.cost_usd is not None for t in ranking.trials)
+    """A cost column only when some trial costs something: on the local backend every cell
+    would read $0.00, which the line under the table says once."""
+    return any(t.result.cost_usd for t in ranking.trials)
 
 
 def _share(naturals: list[int], floors: list[int], room: int) -> list[int]:
@@ -471,7 +481,7 @@ def ranking_markdown(ranking: Ranking) -> str:
     if best:
         chosen = (
             ", ".join(
-                f"`{k}={_param_text(v)}`" for k, v in best.result.params.items() if k in params
+                f"`{k}={_param_shown(v)}`" for k, v in best.result.params.items() if k in params
             )
             or "(no swept parameters)"
         )
@@ -502,7 +512,7 @@ def ranking_markdown(ranking: Ranking) -> str:
             f"`{t.result.trial_id}`",
             t.result.state,
             _format_value(t.value),
-            *(_param_text(t.result.params.get(n)) for n in params),
+            *(_param_shown(t.result.params.get(n)) for n in params),
             t.reason or "",
         ]
         lines.append("| " + " | ".join(_md_cell(c) for c in row) + " |")
