@@ -542,3 +542,99 @@ def test_a_lab_sdk_job_runs_as_submitted_and_reports_its_score(
         assert len((trial_dir / "history.jsonl").read_text().splitlines()) == 3
         assert (mount / "sweeps" / sweep_id / "finished" / f"{trial_id}.json").exists()
     _down(sky_server, sweep_id)
+
+
+# ---------------------------------------------------------------------------------------
+# Search: a Bayesian sweep on SkyPilot asks for trials as slots free up.
+
+BAYES = """
+name: {name}
+resources:
+  cpus: 2
+  infra: aws
+run: python train.py
+sweeps:
+  method: bayes
+  max_trials: 4
+  max_parallel: 2
+  seed: 3
+  sweep_config:
+    learning_rate: {{distribution: log_uniform_values, min: 1.0e-4, max: 1.0}}
+    layers: {{distribution: int_uniform, min: 1, max: 8}}
+"""
+
+
+def test_a_bayes_sweep_submits_each_trial_as_a_slot_frees(sky_server: Sky, tmp_path: Path) -> None:
+    import boto3
+
+    task = _task(tmp_path, BAYES.format(name="searched"))
+    up = subprocess.Popen(
+        [
+            sys.executable, "-m", "skysweep", "up", str(task), "--yes",
+            "--store", sky_server.store, "--output", "json",
+        ],
+        env=sky_server.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=sky_server.env["AWS_ENDPOINT_URL"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+
+    def jobs_when(count: int, sweep_id: str | None) -> tuple[str, dict[str, Any]]:
+        deadline = time.monotonic() + 150
+        while True:
+            assert up.poll() is None, up.communicate()
+            assert time.monotonic() < deadline, f"never {count} jobs"
+            time.sleep(2)
+            if sweep_id is None:
+                listing = sky_server.cli("list", "--store", sky_server.store, "--output", "json")
+                mine = [s for s in json.loads(listing.stdout or "[]") if s["name"] == "searched"]
+                if not mine:
+                    continue
+                sweep_id = mine[0]["sweep_id"]
+            jobs = sky_server.manifest(sweep_id)["jobs"]
+            if len(jobs) >= count:
+                return sweep_id, jobs
+
+    def finish(sweep_id: str, trial_id: str, loss: float) -> None:
+        # The jobs never reach a VM: write what their wrapper would.
+        base = f"sweeps/{sweep_id}"
+        s3.put_object(
+            Bucket=BUCKET, Key=f"{base}/trials/{trial_id}/metrics.json",
+            Body=json.dumps({"eval/loss": loss}).encode(),
+        )  # fmt: skip
+        s3.put_object(
+            Bucket=BUCKET, Key=f"{base}/finished/{trial_id}.json",
+            Body=json.dumps({"trial_id": trial_id, "state": "succeeded", "exit_code": 0}).encode(),
+        )  # fmt: skip
+
+    try:
+        sweep_id, first = jobs_when(2, None)
+        time.sleep(6)  # a few looks: nothing more is submitted while both slots are taken
+        assert sky_server.manifest(sweep_id)["jobs"].keys() == first.keys()
+        for n, trial_id in enumerate(first):
+            finish(sweep_id, trial_id, 1.0 + n)
+        _, every = jobs_when(4, sweep_id)
+        assert len(every) == 4 and first.keys() < every.keys()
+        for n, trial_id in enumerate(every.keys() - first.keys()):
+            finish(sweep_id, trial_id, 0.5 + n)
+        out, err = up.communicate(timeout=120)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    assert up.returncode == 0, err
+    ranked = json.loads(out)
+    assert len(ranked["trials"]) == 4
+    manifest = sky_server.manifest(sweep_id)
+    assert sorted(t["index"] for t in manifest["trials"]) == [0, 1, 2, 3]
+    for trial in manifest["trials"]:
+        assert 1e-4 <= float(trial["params"]["learning_rate"]) <= 1.0
+        assert int(trial["params"]["layers"]) in range(1, 9)
+    # Each trial is its own job, named after its trial, with its own parameters.
+    queue = sky_server.queue([str(j["job_id"]) for j in manifest["jobs"].values()])
+    names = {r["job_name"] for r in queue.values()}
+    assert names == {f"{sweep_id}-{tid}" for tid in manifest["jobs"]}
+    _down(sky_server, sweep_id)
