@@ -248,3 +248,24 @@ def test_a_sweep_ranks_what_the_helper_wrote(tmp_path: Path, isolated_home: Path
     best = trials / result["best"]["trial_id"]
     assert [p["step"] for p in history(best)] == [1, 2, 3]
     assert len(list(trials.glob("*/history.jsonl"))) == 3
+
+
+def test_the_quickstart_reports_every_epoch_with_or_without_skysweep(tmp_path: Path) -> None:
+    """The README's training logs an eval loss per epoch through the helper, and writes the
+    same files by hand where skysweep is not importable (a VM that did not install it)."""
+    hidden = tmp_path / "hidden" / "skysweep"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('skysweep is not installed here')\n")
+    written = {}
+    for name, path in (("helper", ROOT), ("by hand", hidden.parent)):
+        out = tmp_path / name
+        out.mkdir()
+        env = {"SKYSWEEP_OUTPUT_DIR": str(out), "PYTHONPATH": str(path), "epochs": "2"}
+        script = ROOT / "examples" / "quickstart" / "train.py"
+        subprocess.run([sys.executable, str(script)], env=env, check=True, capture_output=True)
+        written[name] = (history(out), json.loads((out / "metrics.json").read_text()))
+    assert written["helper"] == written["by hand"]
+    points, metrics = written["helper"]
+    assert [p["step"] for p in points] == [1, 2]
+    assert all(isinstance(p["eval/loss"], float) for p in points)
+    assert metrics["eval/loss"] == points[-1]["eval/loss"]
