@@ -3,15 +3,35 @@
 Pure Python, no downloads, a few seconds on one core. The eval loss really depends on
 ``learning_rate`` (too small underfits in the fixed budget, too large diverges) and on
 ``batch_size`` (smaller batches take more steps in the same number of epochs).
-Reads its parameters from the environment, as every skysweep job does, and reports through
-``$SKYSWEEP_OUTPUT_DIR/metrics.json`` and ``history.jsonl``.
+Reads its parameters from the environment, as every skysweep job does, and reports the eval
+loss of every epoch with ``skysweep.log`` (``$SKYSWEEP_OUTPUT_DIR/history.jsonl``, what early
+stopping judges a running trial by) and the final metrics with ``skysweep.finish``
+(``metrics.json``, what the trials are ranked by).
 """
 
 import json
 import math
 import os
 import random
-from pathlib import Path
+
+try:
+    from skysweep import finish, log
+except ImportError:
+    # Where skysweep is not installed (a cloud VM whose `setup` does not pip install it), write
+    # the same two files by hand, as any language can (DESIGN.md section 3); like the helper,
+    # write nothing outside a skysweep job.
+    def log(step, metrics):
+        if os.environ.get("SKYSWEEP_OUTPUT_DIR"):
+            path = os.path.join(os.environ["SKYSWEEP_OUTPUT_DIR"], "history.jsonl")
+            with open(path, "a") as history:
+                history.write(json.dumps({"step": step, **metrics}) + "\n")
+
+    def finish(metrics):
+        if os.environ.get("SKYSWEEP_OUTPUT_DIR"):
+            path = os.path.join(os.environ["SKYSWEEP_OUTPUT_DIR"], "metrics.json")
+            with open(path + ".tmp", "w") as f:
+                json.dump(metrics, f)
+            os.replace(path + ".tmp", path)
 
 FEATURES = 8
 TRAIN, EVAL = 1500, 500
@@ -43,36 +63,35 @@ def main() -> None:
     lr = float(os.environ.get("learning_rate", "0.1"))
     batch_size = int(float(os.environ.get("batch_size", "32")))
     epochs = int(float(os.environ.get("epochs", "3")))
-    out = Path(os.environ.get("SKYSWEEP_OUTPUT_DIR", "."))
-    out.mkdir(parents=True, exist_ok=True)
 
     xs, ys = make_data(seed=7)
     train_x, train_y, eval_x, eval_y = xs[:TRAIN], ys[:TRAIN], xs[TRAIN:], ys[TRAIN:]
     rng = random.Random(0)
     w, b = [0.0] * FEATURES, 0.0
     order = list(range(TRAIN))
-    step = 0
-    with (out / "history.jsonl").open("a") as history:
-        for epoch in range(epochs):
-            rng.shuffle(order)
-            for start in range(0, TRAIN, batch_size):
-                batch = order[start:start + batch_size]
-                gw, gb = [0.0] * FEATURES, 0.0
-                for i in batch:
-                    z = max(-30.0, min(30.0, sum(wi * v for wi, v in zip(w, train_x[i])) + b))
-                    err = 1 / (1 + math.exp(-z)) - train_y[i]
-                    for k in range(FEATURES):
-                        gw[k] += err * train_x[i][k]
-                    gb += err
-                w = [wi - lr * g / len(batch) for wi, g in zip(w, gw)]
-                b -= lr * gb / len(batch)
-                step += 1
-            loss, acc = loss_and_accuracy(w, b, eval_x, eval_y)
-            history.write(json.dumps({"step": step, "epoch": epoch + 1, "eval/loss": loss}) + "\n")
-            print(f"epoch {epoch + 1}: eval/loss={loss:.4f} eval/accuracy={acc:.3f}", flush=True)
+    updates = 0
+    for epoch in range(1, epochs + 1):
+        rng.shuffle(order)
+        for start in range(0, TRAIN, batch_size):
+            batch = order[start:start + batch_size]
+            gw, gb = [0.0] * FEATURES, 0.0
+            for i in batch:
+                z = max(-30.0, min(30.0, sum(wi * v for wi, v in zip(w, train_x[i])) + b))
+                err = 1 / (1 + math.exp(-z)) - train_y[i]
+                for k in range(FEATURES):
+                    gw[k] += err * train_x[i][k]
+                gb += err
+            w = [wi - lr * g / len(batch) for wi, g in zip(w, gw)]
+            b -= lr * gb / len(batch)
+            updates += 1
+        loss, acc = loss_and_accuracy(w, b, eval_x, eval_y)
+        # The step is the epoch, not the update count: trials with different batch sizes
+        # make different numbers of updates per epoch, and early stopping compares trials
+        # at the same step.
+        log(epoch, {"eval/loss": loss, "eval/accuracy": acc, "updates": updates})
+        print(f"epoch {epoch}: eval/loss={loss:.4f} eval/accuracy={acc:.3f}", flush=True)
 
-    loss, acc = loss_and_accuracy(w, b, eval_x, eval_y)
-    (out / "metrics.json").write_text(json.dumps({"eval/loss": loss, "eval/accuracy": acc}))
+    finish({"eval/loss": loss, "eval/accuracy": acc})
 
 
 if __name__ == "__main__":
