@@ -128,6 +128,14 @@ SeedOpt = Annotated[
     int | None,
     typer.Option("--seed", metavar="N", help="Seed of the sampler; sweeps.seed."),
 ]
+EarlyTerminateOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--early-terminate",
+        metavar="median|asha|hyperband",
+        help="Stop losing trials early from their history.jsonl, over sweeps.early_terminate.type.",
+    ),
+]
 SearchOpt = Annotated[
     Path | None,
     typer.Option(
@@ -170,11 +178,21 @@ def _parse_overrides(values: list[str] | None) -> dict[str, list[Any]]:
 
 
 def _search(
-    method: str | None, max_trials: int | None, seed: int | None, search: Path | None
+    method: str | None,
+    max_trials: int | None,
+    seed: int | None,
+    search: Path | None,
+    early_terminate: str | None = None,
 ) -> SearchOverrides:
     from skysweep.load import SearchOverrides
 
-    return SearchOverrides(method=method, max_trials=max_trials, seed=seed, search_file=search)
+    return SearchOverrides(
+        method=method,
+        max_trials=max_trials,
+        seed=seed,
+        search_file=search,
+        early_terminate=early_terminate,
+    )
 
 
 def _load(
@@ -213,6 +231,7 @@ def render(
     seed: SeedOpt = None,
     search: SearchOpt = None,
     param: ParamOverride = None,
+    early_terminate: EarlyTerminateOpt = None,
 ) -> None:
     """Write each trial as a SkyPilot task YAML that `sky jobs launch` accepts as is.
 
@@ -231,7 +250,9 @@ def render(
             hint="pass a folder that does not exist yet or is one, e.g. --out specs/",
         )
     with BackgroundValidation() as validation:  # first: its `import sky` overlaps the rest
-        task = _load(task_file, sweep, _search(method, max_trials, seed, search), param)
+        task = _load(
+            task_file, sweep, _search(method, max_trials, seed, search, early_terminate), param
+        )
         url = store_url(store)
         backend = "sky" if url.split("://", 1)[0] in S3_SCHEMES else "local"
         sweep_id = new_sweep_id(task.name)
@@ -402,6 +423,7 @@ def up(
     seed: SeedOpt = None,
     search: SearchOpt = None,
     param: ParamOverride = None,
+    early_terminate: EarlyTerminateOpt = None,
 ) -> None:
     """Expand the sweep, launch every trial, follow them and print the ranking.
 
@@ -418,7 +440,7 @@ def up(
     from skysweep.settings import store_for
 
     err = _err()
-    overrides = _search(method, max_trials, seed, search)
+    overrides = _search(method, max_trials, seed, search, early_terminate)
     task = _load(task_file, sweep, overrides, param)
     space = space_of(task)
     expected = grid_size(task) if space is None or space.max_trials is None else space.max_trials
