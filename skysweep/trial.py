@@ -30,6 +30,9 @@ class TrialState(str, Enum):
     cancelled = "cancelled"
     lost = "lost"
     """Its job is gone without a record of how it ended (its process was killed)."""
+    pruned = "pruned"
+    """Stopped early by the sweep's stopping rule (``sweeps.early_terminate``); never
+    relaunched unless asked (``retry --include-pruned``)."""
 
     def __str__(self) -> str:
         return self.value
@@ -50,6 +53,7 @@ FINAL_STATES = frozenset(
         TrialState.submit_failed,
         TrialState.cancelled,
         TrialState.lost,
+        TrialState.pruned,
     }
 )
 RETRYABLE_STATES = frozenset(
