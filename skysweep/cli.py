@@ -1207,12 +1207,17 @@ def retry(
     store: StoreOpt = None,
     detach: Annotated[bool, typer.Option("--detach")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y")] = False,
+    include_pruned: Annotated[
+        bool,
+        typer.Option("--include-pruned", help="Relaunch the trials early stopping pruned, too."),
+    ] = False,
 ) -> None:
     """Relaunch the failed, cancelled and lost trials of a sweep (never one that is running
-    or done). Works while the sweep runs: its controller relaunches them."""
+    or done, nor one early stopping pruned unless --include-pruned). Works while the sweep
+    runs: its controller relaunches them."""
     from skysweep import session
     from skysweep.backends import get_backend
-    from skysweep.trial import RETRYABLE_STATES
+    from skysweep.trial import RETRYABLE_STATES, TrialState
 
     err = _err()
     ref, ledger = _open(sweep, store)
@@ -1232,9 +1237,18 @@ def retry(
     backend = get_backend(header.backend)
     controller = session.watcher(ledger, backend)
     controller.observe()
-    failed = sorted(t for t, r in controller.results.items() if r.state in RETRYABLE_STATES)
+    again = RETRYABLE_STATES | ({TrialState.pruned} if include_pruned else set())
+    failed = sorted(t for t, r in controller.results.items() if r.state in again)
     if not failed:
-        err.print(f"sweep {ledger.sweep_id}: no failed trial to retry.")
+        pruned = sum(r.state is TrialState.pruned for r in controller.results.values())
+        err.print(
+            f"sweep {ledger.sweep_id}: no failed trial to retry."
+            + (
+                f" {pruned} pruned trial(s) left alone: add --include-pruned to rerun them."
+                if pruned and not include_pruned
+                else ""
+            )
+        )
         return
     if (
         not yes
@@ -1242,7 +1256,7 @@ def retry(
         and not typer.confirm(f"Relaunch {len(failed)} failed trial(s)?", default=True, err=True)
     ):
         raise typer.Exit(1)
-    ledger.ask_retry(failed, by=session.who())
+    ledger.ask_retry(failed, by=session.who(), include_pruned=include_pruned)
     parallel = header.max_parallel or len(failed)
     hints = Hints(path, ref.store, ledger.sweep_id, header.backend, header.sweep_flags)
     driving = session.drive_retry(ledger, backend, path.resolve().parent, parallel)
