@@ -29,7 +29,7 @@ from skysweep.launch import Launcher
 from skysweep.lease import Lease
 from skysweep.ledger import Ledger
 from skysweep.search import Outcome, TrialSource
-from skysweep.trial import PruneRecord, TrialState
+from skysweep.trial import RETRYABLE_STATES, PruneRecord, TrialState
 
 if TYPE_CHECKING:
     # Imported when a sweep has a stopping rule: Optuna takes a while to import.
@@ -46,8 +46,9 @@ class TrialView:
     index: int
     state: TrialState
     retry_asked: bool = False
-    """A retry of its latest attempt was asked for (``skysweep retry``, resume) and its state
-    is one that retry relaunches (a pruned trial only with ``--include-pruned``)."""
+    """A retry of its latest attempt was asked for (``skysweep retry``, resume)."""
+    include_pruned: bool = False
+    """That retry relaunches the trial even if early stopping pruned it."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,13 @@ def decide(snapshot: Snapshot, policy: Policy) -> Actions:
     for trial in snapshot.trials:
         if trial.state.in_flight:
             in_flight += 1
-        elif trial.state is TrialState.pending or (trial.retry_asked and trial.state.final):
+        elif trial.state is TrialState.pending or (
+            trial.retry_asked
+            and (
+                trial.state in RETRYABLE_STATES
+                or (trial.state is TrialState.pruned and trial.include_pruned)
+            )
+        ):
             waiting.append(trial.trial_id)
     room = max(0, policy.max_parallel - in_flight)
     wanted = min(room, len(waiting) + (0 if snapshot.source_exhausted else room))
@@ -287,7 +294,8 @@ class Controller:
                 trial_id,
                 self.ledger.trials[trial_id].index,
                 self.results[trial_id].state,
-                self.ledger.relaunch_asked(trial_id, self.results[trial_id].state),
+                self.ledger.retry_asked(trial_id),
+                self.ledger.relaunch_asked(trial_id, TrialState.pruned),
             )
         return view
 
