@@ -702,7 +702,20 @@ def _ranking(ledger: Any, results: Any) -> Ranking:
     from skysweep.rank import rank
 
     ordered = with_costs(sorted(results.values(), key=lambda r: r.index), ledger)
-    return rank(ledger.sweep_id, ordered, ledger.header.metric, ledger.header.lower_is_better)
+    ranking = rank(ledger.sweep_id, ordered, ledger.header.metric, ledger.header.lower_is_better)
+    if not ranking.pruned:
+        return ranking
+    # How long an unstopped trial runs, for the steps saved: the rule's max_steps, else what
+    # the best trial ran (one read).
+    from dataclasses import replace
+
+    from skysweep.history import full_steps
+
+    rule = ledger.header.early_terminate
+    steps = rule.max_steps if rule is not None else None
+    if steps is None and ranking.best is not None:
+        steps = full_steps(ledger.store, ledger.sweep_id, ranking.best.result.trial_id)
+    return replace(ranking, full_steps=steps)
 
 
 def _show_estimate(
@@ -930,6 +943,32 @@ def _look(ledger: Ledger) -> tuple[Ranking, SweepCost]:
     return ranking, _sweep_cost(controller, ranking)
 
 
+def _with_progress(
+    ledger: Ledger, ranking: Ranking
+) -> tuple[Ranking, dict[str, tuple[int, float]]]:
+    """Each running trial's latest step and value (of the stopping rule's metric, else the
+    sweep's), read from its history.jsonl, and the ranking with it in their notes."""
+    from dataclasses import replace
+
+    from skysweep.history import HistoryReader
+
+    rule = ledger.header.early_terminate
+    metric = (rule.metric if rule is not None else None) or ledger.header.metric
+    reader = HistoryReader(ledger.store, ledger.sweep_id, metric)
+    progress: dict[str, tuple[int, float]] = {}
+    trials = []
+    for trial in ranking.trials:
+        result = trial.result
+        if result.state == "running":
+            reader.read(result.trial_id, result.attempt)
+            latest = reader.latest(result.trial_id)
+            if latest is not None:
+                progress[result.trial_id] = latest
+                trial = replace(trial, reason=f"step {latest[0]}: {metric} {latest[1]:.6g}")
+        trials.append(trial)
+    return replace(ranking, trials=trials), progress
+
+
 def _sweep_cost(controller: Controller, ranking: Ranking) -> SweepCost:
     from skysweep import cost
 
@@ -962,8 +1001,11 @@ def status(
 
     _, ledger = _open(sweep, store)
     ranking, summary = _look(ledger)
+    ranking, progress = _with_progress(ledger, ranking)
     if output is Output.json:
-        print(json.dumps(_with_cost(ranking_json(ranking), summary), indent=2))
+        data = _with_cost(ranking_json(ranking), summary)
+        data["progress"] = {t: {"step": s, "value": v} for t, (s, v) in progress.items()}
+        print(json.dumps(data, indent=2))
     else:
         header = ledger.header
         more = (header.expected_trials or 0) - len(ranking.trials)

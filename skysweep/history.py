@@ -84,6 +84,22 @@ class HistoryReader:
         return {t: trail.latest for t, trail in self._trails.items() if trail.latest}
 
 
+def full_steps(store: Store, sweep_id: str, trial_id: str) -> int | None:
+    """The last step a trial reported in its whole history (one GET): how long a trial runs
+    when nothing stops it, taken from one that finished."""
+    data = store.get(join(sweep_id, "trials", trial_id, HISTORY))
+    steps: list[int] = []
+    for line in (data or b"").split(b"\n"):
+        try:
+            item: Any = json.loads(line)
+        except ValueError:
+            continue
+        step = item.get("step") if isinstance(item, dict) else None
+        if isinstance(step, int) and not isinstance(step, bool):
+            steps.append(step)
+    return max(steps) if steps else None
+
+
 def parse_point(line: bytes, metric: str) -> tuple[int, float] | None:
     """One history line's step and value of ``metric``; None for a line without both (a
     blank line, a foreign one, another metric's)."""
