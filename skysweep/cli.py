@@ -128,6 +128,14 @@ SeedOpt = Annotated[
     int | None,
     typer.Option("--seed", metavar="N", help="Seed of the sampler; sweeps.seed."),
 ]
+EarlyTerminateOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--early-terminate",
+        metavar="median|asha|hyperband",
+        help="Stop losing trials early from their history.jsonl, over sweeps.early_terminate.type.",
+    ),
+]
 SearchOpt = Annotated[
     Path | None,
     typer.Option(
@@ -170,11 +178,21 @@ def _parse_overrides(values: list[str] | None) -> dict[str, list[Any]]:
 
 
 def _search(
-    method: str | None, max_trials: int | None, seed: int | None, search: Path | None
+    method: str | None,
+    max_trials: int | None,
+    seed: int | None,
+    search: Path | None,
+    early_terminate: str | None = None,
 ) -> SearchOverrides:
     from skysweep.load import SearchOverrides
 
-    return SearchOverrides(method=method, max_trials=max_trials, seed=seed, search_file=search)
+    return SearchOverrides(
+        method=method,
+        max_trials=max_trials,
+        seed=seed,
+        search_file=search,
+        early_terminate=early_terminate,
+    )
 
 
 def _load(
@@ -213,6 +231,7 @@ def render(
     seed: SeedOpt = None,
     search: SearchOpt = None,
     param: ParamOverride = None,
+    early_terminate: EarlyTerminateOpt = None,
 ) -> None:
     """Write each trial as a SkyPilot task YAML that `sky jobs launch` accepts as is.
 
@@ -231,7 +250,9 @@ def render(
             hint="pass a folder that does not exist yet or is one, e.g. --out specs/",
         )
     with BackgroundValidation() as validation:  # first: its `import sky` overlaps the rest
-        task = _load(task_file, sweep, _search(method, max_trials, seed, search), param)
+        task = _load(
+            task_file, sweep, _search(method, max_trials, seed, search, early_terminate), param
+        )
         url = store_url(store)
         backend = "sky" if url.split("://", 1)[0] in S3_SCHEMES else "local"
         sweep_id = new_sweep_id(task.name)
@@ -402,6 +423,7 @@ def up(
     seed: SeedOpt = None,
     search: SearchOpt = None,
     param: ParamOverride = None,
+    early_terminate: EarlyTerminateOpt = None,
 ) -> None:
     """Expand the sweep, launch every trial, follow them and print the ranking.
 
@@ -418,7 +440,7 @@ def up(
     from skysweep.settings import store_for
 
     err = _err()
-    overrides = _search(method, max_trials, seed, search)
+    overrides = _search(method, max_trials, seed, search, early_terminate)
     task = _load(task_file, sweep, overrides, param)
     space = space_of(task)
     expected = grid_size(task) if space is None or space.max_trials is None else space.max_trials
@@ -680,7 +702,20 @@ def _ranking(ledger: Any, results: Any) -> Ranking:
     from skysweep.rank import rank
 
     ordered = with_costs(sorted(results.values(), key=lambda r: r.index), ledger)
-    return rank(ledger.sweep_id, ordered, ledger.header.metric, ledger.header.lower_is_better)
+    ranking = rank(ledger.sweep_id, ordered, ledger.header.metric, ledger.header.lower_is_better)
+    if not ranking.pruned:
+        return ranking
+    # How long an unstopped trial runs, for the steps saved: the rule's max_steps, else what
+    # the best trial ran (one read).
+    from dataclasses import replace
+
+    from skysweep.history import full_steps
+
+    rule = ledger.header.early_terminate
+    steps = rule.max_steps if rule is not None else None
+    if steps is None and ranking.best is not None:
+        steps = full_steps(ledger.store, ledger.sweep_id, ranking.best.result.trial_id)
+    return replace(ranking, full_steps=steps)
 
 
 def _show_estimate(
@@ -908,6 +943,32 @@ def _look(ledger: Ledger) -> tuple[Ranking, SweepCost]:
     return ranking, _sweep_cost(controller, ranking)
 
 
+def _with_progress(
+    ledger: Ledger, ranking: Ranking
+) -> tuple[Ranking, dict[str, tuple[int, float]]]:
+    """Each running trial's latest step and value (of the stopping rule's metric, else the
+    sweep's), read from its history.jsonl, and the ranking with it in their notes."""
+    from dataclasses import replace
+
+    from skysweep.history import HistoryReader
+
+    rule = ledger.header.early_terminate
+    metric = (rule.metric if rule is not None else None) or ledger.header.metric
+    reader = HistoryReader(ledger.store, ledger.sweep_id, metric)
+    progress: dict[str, tuple[int, float]] = {}
+    trials = []
+    for trial in ranking.trials:
+        result = trial.result
+        if result.state == "running":
+            reader.read(result.trial_id, result.attempt)
+            latest = reader.latest(result.trial_id)
+            if latest is not None:
+                progress[result.trial_id] = latest
+                trial = replace(trial, reason=f"step {latest[0]}: {metric} {latest[1]:.6g}")
+        trials.append(trial)
+    return replace(ranking, trials=trials), progress
+
+
 def _sweep_cost(controller: Controller, ranking: Ranking) -> SweepCost:
     from skysweep import cost
 
@@ -940,8 +1001,11 @@ def status(
 
     _, ledger = _open(sweep, store)
     ranking, summary = _look(ledger)
+    ranking, progress = _with_progress(ledger, ranking)
     if output is Output.json:
-        print(json.dumps(_with_cost(ranking_json(ranking), summary), indent=2))
+        data = _with_cost(ranking_json(ranking), summary)
+        data["progress"] = {t: {"step": s, "value": v} for t, (s, v) in progress.items()}
+        print(json.dumps(data, indent=2))
     else:
         header = ledger.header
         more = (header.expected_trials or 0) - len(ranking.trials)
@@ -1185,12 +1249,17 @@ def retry(
     store: StoreOpt = None,
     detach: Annotated[bool, typer.Option("--detach")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y")] = False,
+    include_pruned: Annotated[
+        bool,
+        typer.Option("--include-pruned", help="Relaunch the trials early stopping pruned, too."),
+    ] = False,
 ) -> None:
     """Relaunch the failed, cancelled and lost trials of a sweep (never one that is running
-    or done). Works while the sweep runs: its controller relaunches them."""
+    or done, nor one early stopping pruned unless --include-pruned). Works while the sweep
+    runs: its controller relaunches them."""
     from skysweep import session
     from skysweep.backends import get_backend
-    from skysweep.trial import RETRYABLE_STATES
+    from skysweep.trial import RETRYABLE_STATES, TrialState
 
     err = _err()
     ref, ledger = _open(sweep, store)
@@ -1210,9 +1279,18 @@ def retry(
     backend = get_backend(header.backend)
     controller = session.watcher(ledger, backend)
     controller.observe()
-    failed = sorted(t for t, r in controller.results.items() if r.state in RETRYABLE_STATES)
+    again = RETRYABLE_STATES | ({TrialState.pruned} if include_pruned else set())
+    failed = sorted(t for t, r in controller.results.items() if r.state in again)
     if not failed:
-        err.print(f"sweep {ledger.sweep_id}: no failed trial to retry.")
+        pruned = sum(r.state is TrialState.pruned for r in controller.results.values())
+        err.print(
+            f"sweep {ledger.sweep_id}: no failed trial to retry."
+            + (
+                f" {pruned} pruned trial(s) left alone: add --include-pruned to rerun them."
+                if pruned and not include_pruned
+                else ""
+            )
+        )
         return
     if (
         not yes
@@ -1220,7 +1298,7 @@ def retry(
         and not typer.confirm(f"Relaunch {len(failed)} failed trial(s)?", default=True, err=True)
     ):
         raise typer.Exit(1)
-    ledger.ask_retry(failed, by=session.who())
+    ledger.ask_retry(failed, by=session.who(), include_pruned=include_pruned)
     parallel = header.max_parallel or len(failed)
     hints = Hints(path, ref.store, ledger.sweep_id, header.backend, header.sweep_flags)
     driving = session.drive_retry(ledger, backend, path.resolve().parent, parallel)

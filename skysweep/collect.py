@@ -58,6 +58,10 @@ class TrialResult:
     cost_usd: float | None = None
     """Its cost so far, an estimate from catalog prices (price x running time x nodes);
     0.0 on the local backend, None when unknown. Filled in by :func:`with_costs`."""
+    last_step: int | None = None
+    """A pruned trial's last reported step (when it was judged)."""
+    last_value: float | None = None
+    """A pruned trial's last reported value of the judged metric."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", TrialState(self.state))
@@ -207,7 +211,25 @@ class Collector:
     def result(
         self, trial: Trial, attempt: Attempt | None, view: BackendView | None
     ) -> TrialResult:
-        """One trial's result from its finished record, its job's state and its attempt."""
+        """One trial's result from its finished record, its job's state and its attempt.
+
+        An attempt the stopping rule stopped is ``pruned`` from the moment the decision is
+        recorded (its job is being cancelled), unless it succeeded first."""
+        result = self._result(trial, attempt, view)
+        pruned = attempt.pruned if attempt is not None else None
+        if pruned is None or result.state is TrialState.succeeded:
+            return result
+        return replace(
+            result,
+            state=TrialState.pruned,
+            problem=f"pruned by {pruned.rule} at {pruned.reason}",
+            last_step=pruned.step,
+            last_value=pruned.value,
+        )
+
+    def _result(
+        self, trial: Trial, attempt: Attempt | None, view: BackendView | None
+    ) -> TrialResult:
         base = TrialResult(
             trial.trial_id,
             trial.index,

@@ -18,7 +18,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from skysweep.backends import Backend
 from skysweep.collect import BackendView, Collector, TrialResult, metric_value, with_costs
@@ -28,7 +29,12 @@ from skysweep.launch import Launcher
 from skysweep.lease import Lease
 from skysweep.ledger import Ledger
 from skysweep.search import Outcome, TrialSource
-from skysweep.trial import RETRYABLE_STATES, TrialState
+from skysweep.trial import RETRYABLE_STATES, PruneRecord, TrialState
+
+if TYPE_CHECKING:
+    # Imported when a sweep has a stopping rule: Optuna takes a while to import.
+    from skysweep.history import HistoryReader
+    from skysweep.stopping import History, Judge, Prune
 
 # ---------------------------------------------------------------------------------------
 # The decision step: pure.
@@ -41,6 +47,8 @@ class TrialView:
     state: TrialState
     retry_asked: bool = False
     """A retry of its latest attempt was asked for (``skysweep retry``, resume)."""
+    include_pruned: bool = False
+    """That retry relaunches the trial even if early stopping pruned it."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +102,11 @@ def decide(snapshot: Snapshot, policy: Policy) -> Actions:
         if trial.state.in_flight:
             in_flight += 1
         elif trial.state is TrialState.pending or (
-            trial.retry_asked and trial.state in RETRYABLE_STATES
+            trial.retry_asked
+            and (
+                trial.state in RETRYABLE_STATES
+                or (trial.state is TrialState.pruned and trial.include_pruned)
+            )
         ):
             waiting.append(trial.trial_id)
     room = max(0, policy.max_parallel - in_flight)
@@ -173,6 +185,10 @@ class Look:
     changed: set[str]
     actions: Actions
     launched: list[str] = field(default_factory=list)
+    pruned: list[Prune] = field(default_factory=list)
+    """What the stopping rule stopped on this look, and why."""
+    progressed: bool = False
+    """A running trial reported a new step (looks stay frequent while they do)."""
 
 
 class Controller:
@@ -202,6 +218,22 @@ class Controller:
         """Trials not ended yet, by what the last look saw."""
         self._views: dict[str, TrialView] = {}
         self._stale: set[str] = set()
+        self.stopping: Judge | None = None
+        """The sweep's stopping rule (``sweeps.early_terminate``), when it has one."""
+        self.history: HistoryReader | None = None
+        rule = ledger.header.early_terminate
+        if rule is not None:
+            from skysweep.history import HistoryReader
+            from skysweep.stopping import Judge
+
+            metric = rule.metric or ledger.header.metric
+            self.stopping = Judge(rule, metric, ledger.header.lower_is_better)
+            self.history = HistoryReader(ledger.store, ledger.sweep_id, metric)
+        self._judged: dict[str, int] = {}
+        """Each running trial's last step judged (in this process)."""
+        self._history_closed: set[tuple[str, int]] = set()
+        self._cancelled: set[str] = set()
+        self._progressed = False
 
     # -- observe ---------------------------------------------------------------------------
 
@@ -263,6 +295,7 @@ class Controller:
                 self.ledger.trials[trial_id].index,
                 self.results[trial_id].state,
                 self.ledger.retry_asked(trial_id),
+                self.ledger.relaunch_asked(trial_id, TrialState.pruned),
             )
         return view
 
@@ -313,8 +346,7 @@ class Controller:
         expected = self.ledger.header.expected_trials
         ledger = self.ledger
         return all(
-            r.finished and not (ledger.retry_asked(t) and r.state in RETRYABLE_STATES)
-            for t, r in self.results.items()
+            r.finished and not ledger.relaunch_asked(t, r.state) for t, r in self.results.items()
         ) and (
             ledger.stop_requested
             or expected is None
@@ -334,10 +366,16 @@ class Controller:
         return room == 0
 
     def step(self) -> Look:
-        """One look: observe, decide, act. Without a launcher (a watcher), only observe."""
+        """One look: observe, decide, act. Without a launcher (a watcher), only observe.
+
+        With a stopping rule, the running trials are judged first, so the slots of those it
+        stops are free for new trials in the same look."""
         changed = self.observe()
         if self.launcher is None:
             return Look(self.results, changed, Actions(done=self.complete()))
+        pruned = self.prune()
+        if pruned:
+            changed |= self.observe()
         actions = decide(self.snapshot(), self.policy)
         launched: list[str] = []
         if actions.launch or actions.ask:
@@ -358,17 +396,91 @@ class Controller:
             changed |= self.observe()
         if actions.cancel:
             self.cancel(actions.cancel)
-        return Look(self.results, changed, actions, launched)
+        progressed, self._progressed = self._progressed, False
+        return Look(self.results, changed, actions, launched, pruned, progressed)
+
+    # -- early stopping --------------------------------------------------------------------
+
+    def read_histories(self) -> list[History]:
+        """Every trial's history as far as it was written, reading only what is new: the
+        running trials' on each look, a trial that ended once more for its last lines."""
+        from skysweep.stopping import History
+
+        assert self.history is not None
+        out: list[History] = []
+        for trial_id in self.ledger.order():
+            result = self.results.get(trial_id)
+            attempt = self.ledger.latest(trial_id)
+            if result is None or attempt is None or result.state is TrialState.submitted:
+                continue
+            key = (trial_id, attempt.number)
+            if key not in self._history_closed:
+                self._progressed |= self.history.read(trial_id, attempt.number)
+                if result.finished:
+                    self._history_closed.add(key)
+            values = self.history.values(trial_id)
+            if values or result.state is TrialState.running:
+                out.append(History(trial_id, result.index, result.state, values))
+        return out
+
+    def prune(self) -> list[Prune]:
+        """Judge the running trials; record and carry out the decisions. A decision is
+        written into the trial's attempt record before its job is cancelled, so a controller
+        that dies in between cancels it on its next start."""
+        if self.stopping is None or self.history is None:
+            return []
+        histories = self.read_histories()
+        decisions = self.stopping.decide(histories, self._judged)
+        for history in histories:
+            if history.state is TrialState.running and history.values:
+                self._judged[history.trial_id] = max(history.values)
+        if decisions:
+            stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            updated = []
+            for decision in decisions:
+                attempt = self.ledger.latest(decision.trial_id)
+                if attempt is None:
+                    continue
+                record = PruneRecord(
+                    rule=decision.rule,
+                    metric=self.stopping.metric,
+                    step=decision.step,
+                    value=decision.value,
+                    reason=decision.reason,
+                    at=stamp,
+                )
+                updated.append(attempt.model_copy(update={"pruned": record}))
+            self.ledger.add_attempts(updated)
+            self._stale.update(d.trial_id for d in decisions)
+            self._open.update(d.trial_id for d in decisions)
+        # Every pruned attempt whose job may still run (this look's, or one a controller
+        # before this one decided and did not get to cancel), once per controller.
+        leftover = [
+            t
+            for t, r in self.results.items()
+            if r.state is TrialState.pruned
+            and t not in self._cancelled
+            and not self.collector.has_finished(t)
+        ]
+        leftover += [d.trial_id for d in decisions if d.trial_id not in leftover]
+        if leftover:
+            self.cancel(leftover)
+            self._cancelled.update(leftover)
+            self._stale.update(leftover)
+        return decisions
 
     def outcomes(self) -> dict[str, Outcome]:
         """How every trial stands, for a source that learns from results: its state, and
         its metric value when it succeeded and reported the sweep's metric."""
         metric = self.ledger.header.metric
+        same_metric = self.stopping is not None and self.stopping.metric == metric
         return {
             trial_id: (
                 result.state,
                 metric_value(result.metrics, metric)[0]
                 if result.state is TrialState.succeeded
+                else result.last_value
+                if result.state is TrialState.pruned and same_metric
                 else None,
             )
             for trial_id, result in self.results.items()
@@ -396,7 +508,7 @@ class Controller:
             if look.actions.done or look.actions.stop:
                 self.collector.flush()
                 return look
-            pause = backoff.next(bool(look.changed or look.launched))
+            pause = backoff.next(bool(look.changed or look.launched or look.progressed))
             if deadline is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

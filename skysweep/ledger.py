@@ -30,8 +30,8 @@ from skysweep.cost import Price, resource_key, trial_estimate
 from skysweep.errors import StoreError, SweepNotFoundError, UsageError
 from skysweep.git import head_commit
 from skysweep.store import MAX_CONNECTIONS, Store, concurrently, join
-from skysweep.task import ParamValue, TaskSpec, WrittenFloat
-from skysweep.trial import Attempt, JobHandle, Trial
+from skysweep.task import EarlyTerminate, ParamValue, TaskSpec, WrittenFloat
+from skysweep.trial import RETRYABLE_STATES, Attempt, JobHandle, Trial, TrialState
 
 HEADER = "sweep.json"
 STOP = "requests/stop.json"
@@ -77,6 +77,13 @@ class SweepHeader(BaseModel):
     prices: dict[str, Price] = Field(default_factory=dict)
     """The backend's price for each resource set, by :func:`skysweep.cost.resource_key` of
     the trials' swept resources (``{}`` when none are swept)."""
+
+    @property
+    def early_terminate(self) -> EarlyTerminate | None:
+        """The sweep's stopping rule, from the task as loaded (None: no early stopping)."""
+        sweeps = self.task.get("sweeps")
+        rule = sweeps.get("early_terminate") if isinstance(sweeps, dict) else None
+        return EarlyTerminate.model_validate(rule) if rule is not None else None
 
     def price_of(self, resources: dict[str, Any]) -> Price | None:
         return self.prices.get(resource_key(resources))
@@ -195,6 +202,8 @@ class RetryRequest(BaseModel):
     after_attempt: int
     requested_at: str
     by: str = ""
+    include_pruned: bool = False
+    """Relaunch the trial even if the stopping rule stopped it (``retry --include-pruned``)."""
 
 
 def _installed(distribution: str) -> str | None:
@@ -387,6 +396,17 @@ class Ledger:
         latest = self.latest(trial_id)
         return latest is not None and (trial_id, latest.number) in self.requests
 
+    def relaunch_asked(self, trial_id: str, state: TrialState) -> bool:
+        """Whether the trial, ended in ``state``, is to be launched again: a retry was asked
+        and its state is one retries take (a pruned trial only when the retry said so)."""
+        if not self.retry_asked(trial_id) or not state.final:
+            return False
+        if state in RETRYABLE_STATES:
+            return True
+        latest = self.latest(trial_id)
+        request = self.requests.get((trial_id, latest.number)) if latest else None
+        return state is TrialState.pruned and request is not None and request.include_pruned
+
     # -- writing ---------------------------------------------------------------------------
 
     def require_writable(self) -> None:
@@ -424,7 +444,9 @@ class Ledger:
         for attempt in attempts:
             self._keep_attempt(attempt)
 
-    def ask_retry(self, trial_ids: Iterable[str], by: str) -> list[str]:
+    def ask_retry(
+        self, trial_ids: Iterable[str], by: str, *, include_pruned: bool = False
+    ) -> list[str]:
         """Record retry requests for trials whose latest attempt has ended."""
         asked = []
         pairs = []
@@ -432,7 +454,11 @@ class Ledger:
             latest = self.latest(trial_id)
             after = latest.number if latest else 0
             request = RetryRequest(
-                trial_id=trial_id, after_attempt=after, requested_at=now(), by=by
+                trial_id=trial_id,
+                after_attempt=after,
+                requested_at=now(),
+                by=by,
+                include_pruned=include_pruned,
             )
             self.requests[(trial_id, after)] = request
             pairs.append(

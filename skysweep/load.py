@@ -23,9 +23,11 @@ from pydantic import BaseModel, ValidationError
 from skysweep.errors import Problem, TaskFileError, UsageError
 from skysweep.task import (
     DISTRIBUTIONS,
+    EARLY_TERMINATE_TYPES,
     ENV_NAME,
     RESOURCE_SWEEP_PREFIX,
     SECRET_REFERENCE,
+    EarlyTerminate,
     Resources,
     Scalar,
     Sweep,
@@ -168,6 +170,7 @@ SEARCH_FILE_KEYS = (
     "sweep_metric",
     "lower_is_better",
     "sweep_config",
+    "early_terminate",
 )
 """What a ``--search`` file may hold: skysweep's keys of the ``sweeps`` section."""
 
@@ -194,8 +197,8 @@ def merge_sweeps(base: Mapping[str, Any] | None, *layers: Mapping[str, Any]) -> 
     merged: dict[str, Any] = dict(base or {})
     for layer in layers:
         for key, value in layer.items():
-            if key == "sweep_config":
-                below = merged.get("sweep_config")
+            if key in ("sweep_config", "early_terminate"):
+                below = merged.get(key)
                 if below is None or isinstance(below, Mapping):
                     merged[key] = {**(below or {}), **value}
                 continue  # a malformed section below stays, for its own error
@@ -236,8 +239,21 @@ class SearchOverrides:
     max_trials: int | None = None
     seed: int | None = None
     search_file: Path | None = None
+    early_terminate: str | None = None
 
     def __post_init__(self) -> None:
+        if self.early_terminate is not None and self.early_terminate not in (EARLY_TERMINATE_TYPES):
+            close = difflib.get_close_matches(
+                self.early_terminate.lower(), EARLY_TERMINATE_TYPES, n=1
+            )
+            raise UsageError(
+                f"--early-terminate {self.early_terminate!r} is not a stopping rule; use one of "
+                + ", ".join(EARLY_TERMINATE_TYPES),
+                hint=f"did you mean '--early-terminate {close[0]}'?"
+                if close
+                else "median stops trials below the median at a step; asha and hyperband "
+                "keep the best 1 in eta at each rung",
+            )
         if self.method is not None and self.method not in SEARCH_METHODS:
             close = difflib.get_close_matches(self.method.lower(), SEARCH_METHODS, n=1)
             raise UsageError(
@@ -265,6 +281,8 @@ class SearchOverrides:
             words += ["--max-trials", str(self.max_trials)]
         if self.seed is not None:
             words += ["--seed", str(self.seed)]
+        if self.early_terminate is not None:
+            words += ["--early-terminate", self.early_terminate]
         return words
 
     def layers(self) -> list[_Layer]:
@@ -277,8 +295,11 @@ class SearchOverrides:
             flags["max_trials"] = self.max_trials
         if self.seed is not None:
             flags["seed"] = self.seed
-        names = {"max_trials": "--max-trials"}
-        origins = {key: f"{names.get(key, '--' + key)} {value}" for key, value in flags.items()}
+        if self.early_terminate is not None:
+            flags["early_terminate"] = {"type": self.early_terminate}
+        names = {"max_trials": "--max-trials", "early_terminate": "--early-terminate"}
+        shown = {**flags, **({"early_terminate": self.early_terminate} if flags else {})}
+        origins = {key: f"{names.get(key, '--' + key)} {shown[key]}" for key in flags}
         return [*layers, _Layer(flags, origins)]
 
 
@@ -894,6 +915,7 @@ def _keys_at(loc: tuple[str | int, ...], flat: bool) -> list[str]:
         (): TaskSpec,
         ("resources",): Resources,
         ("sweeps",): Sweep,
+        ("sweeps", "early_terminate"): EarlyTerminate,
     }
     model = models.get(loc)
     if model is None:

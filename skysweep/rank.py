@@ -1,7 +1,9 @@
 """Stage 6, rank: order the trials by the sweep metric. Pure: no I/O.
 
 Only succeeded trials with a finite numeric metric are ranked; every other trial is listed
-after them with the reason. Ties keep trial order, so the same results always rank the same.
+after them with the reason: first the trials early stopping pruned, furthest and best first,
+with their last reported value and step (never above a finished trial), then the rest in
+trial order. Ties keep trial order, so the same results always rank the same.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ class RankedTrial:
     value: float | None
     reason: str | None
     """Why the trial is not ranked."""
+    step: int | None = None
+    """A pruned trial's last reported step (its ``value`` is its value there)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,22 @@ class Ranking:
     curve: BestSoFar | None = field(default=None, repr=False, compare=False)
     """The best-so-far curve; computed from ``trials`` when not given (a ranking cut down to
     its best trial keeps the whole sweep's)."""
+    full_steps: int | None = None
+    """The steps a trial runs when nothing stops it (known when some trial was pruned)."""
+
+    @property
+    def pruned(self) -> list[RankedTrial]:
+        return [t for t in self.trials if t.result.state == "pruned"]
+
+    def steps_saved(self) -> tuple[int, int] | None:
+        """Trial-steps early stopping saved, and the trial-steps the pruned and succeeded
+        trials would have run without it; None when a full trial's length is unknown."""
+        if self.full_steps is None:
+            return None
+        pruned = self.pruned
+        saved = sum(max(0, self.full_steps - (t.step or 0)) for t in pruned)
+        ran_or_would = len(pruned) + sum(t.result.state == "succeeded" for t in self.trials)
+        return saved, ran_or_would * self.full_steps
 
     @property
     def best_so_far(self) -> BestSoFar:
@@ -98,13 +118,30 @@ class Ranking:
 
     @property
     def all_succeeded(self) -> bool:
-        return all(t.rank is not None for t in self.trials)
+        """Every trial ranked, or was pruned by early stopping (what it is for) while another
+        ranked."""
+        return all(t.rank is not None or t.result.state == "pruned" for t in self.trials) and (
+            self.best is not None or not self.trials
+        )
 
 
-def rank(sweep_id: str, results: list[TrialResult], metric: str, lower_is_better: bool) -> Ranking:
+def rank(
+    sweep_id: str,
+    results: list[TrialResult],
+    metric: str,
+    lower_is_better: bool,
+    full_steps: int | None = None,
+) -> Ranking:
     ranked: list[tuple[float, int, TrialResult]] = []
     unranked: list[RankedTrial] = []
+    pruned: list[RankedTrial] = []
+    sign = 1.0 if lower_is_better else -1.0
     for result in results:
+        if result.state == "pruned":
+            pruned.append(
+                RankedTrial(result, None, result.last_value, result.problem, result.last_step)
+            )
+            continue
         value, problem = metric_value(result.metrics, metric)
         if result.state == "succeeded" and value is not None:
             ranked.append((value, result.index, result))
@@ -114,11 +151,21 @@ def rank(sweep_id: str, results: list[TrialResult], metric: str, lower_is_better
         else:
             reason = problem or result.problem or "no metrics"
         unranked.append(RankedTrial(result, None, value, reason))
-    sign = 1.0 if lower_is_better else -1.0
     ranked.sort(key=lambda item: (sign * item[0], item[1]))
+    # Furthest first (a trial pruned later got further), then by its last value.
+    pruned.sort(
+        key=lambda t: (
+            -(t.step or 0),
+            t.value is None,
+            sign * (t.value or 0.0),
+            t.result.index,
+        )
+    )
     ordered = [
         RankedTrial(result, place, value, None)
         for place, (value, _, result) in enumerate(ranked, start=1)
     ]
     unranked.sort(key=lambda t: t.result.index)
-    return Ranking(sweep_id, metric, lower_is_better, ordered + unranked)
+    return Ranking(
+        sweep_id, metric, lower_is_better, ordered + pruned + unranked, full_steps=full_steps
+    )

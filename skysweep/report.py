@@ -33,6 +33,7 @@ STATE_STYLES = {
     "submitted": "blue",
     "pending": "dim",
     "lost": "magenta",
+    "pruned": "yellow",
 }
 
 
@@ -92,6 +93,24 @@ def checkpoints(finished: int) -> list[int]:
     return [*points, finished] if finished else []
 
 
+def pruning_line(ranking: Ranking) -> str | None:
+    """``2 trials pruned early, saving 14 of 54 trial-steps (26%)``; None when none was."""
+    pruned = ranking.pruned
+    if not pruned:
+        return None
+    line = f"{len(pruned)} trial(s) pruned early"
+    saved = ranking.steps_saved()
+    if saved is not None and saved[1]:
+        line += f", saving {saved[0]} of {saved[1]} trial-steps ({saved[0] / saved[1]:.0%})"
+    return line
+
+
+def value_text(trial: RankedTrial) -> str:
+    """A trial's value for the table; a pruned trial's is its last, at the step it reached."""
+    text = _format_value(trial.value)
+    return f"{text} @{trial.step}" if text and trial.step is not None else text
+
+
 def best_so_far_line(ranking: Ranking) -> str | None:
     """``best eval/loss so far: 0.52 after 10, 0.31 after 20, 0.31 after 23 finished``."""
     curve = ranking.best_so_far
@@ -122,6 +141,7 @@ def trial_json(trial: RankedTrial, curve: BestSoFar | None = None) -> dict[str, 
         "job_id": r.job_id,
         "backend_status": r.backend_status,
         "cost_usd": r.cost_usd,
+        "last_step": trial.step,
         "finish_order": place,
         "best_so_far": curve.of(r.trial_id) if curve else None,
     }
@@ -146,7 +166,17 @@ def ranking_json(ranking: Ranking, *, best_only: bool = False) -> dict[str, Any]
         # best_so_far[k - 1]: the best value once k trials had finished (null: none had the
         # metric yet); each trial's finish_order and best_so_far are its point on this curve.
         "best_so_far": curve.values,
+        "pruned": _pruned_json(ranking),
         "trials": [trial_json(t, curve) for t in ranking.trials],
+    }
+
+
+def _pruned_json(ranking: Ranking) -> dict[str, Any]:
+    saved = ranking.steps_saved()
+    return {
+        "trials": len(ranking.pruned),
+        "steps_saved": saved[0] if saved else None,
+        "steps_without_stopping": saved[1] if saved else None,
     }
 
 
@@ -207,7 +237,7 @@ def _cells(ranking: Ranking, params: list[str], jobs: bool, says: bool) -> list[
                 r.state,
                 *((r.job_id or "",) if jobs else ()),
                 *((_flat(r.backend_status or ""),) if says else ()),
-                _format_value(trial.value),
+                value_text(trial),
                 *((usd(r.cost_usd) if r.cost_usd is not None else "",) if cost else ()),
                 *(_flat(_param_shown(r.params.get(n))) for n in params),
                 _flat(trial.reason or ""),
@@ -401,7 +431,12 @@ def ranking_table(
     says = jobs and any(t.result.backend_status for t in ranking.trials)
     rows = _cells(ranking, params, jobs, says)
     best = {i: "bold green" for i, t in enumerate(ranking.trials) if t.rank == 1}
-    caption = best_so_far_line(ranking) if curve else None
+    caption = (
+        "\n".join(line for line in (best_so_far_line(ranking), pruning_line(ranking)) if line)
+        or None
+        if curve
+        else None
+    )
     if len(rows) > LARGE_TABLE:
         return LargeTable(title, _columns(ranking, params, jobs, says), rows, 3, best, caption)
     table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
@@ -501,6 +536,9 @@ def ranking_markdown(ranking: Ranking) -> str:
     curve = best_so_far_line(ranking)
     if curve:
         lines += [curve[0].upper() + curve[1:] + ".", ""]
+    pruning = pruning_line(ranking)
+    if pruning:
+        lines += [pruning[0].upper() + pruning[1:] + ".", ""]
     header = ["rank", "#", "trial", "status", ranking.metric, *params, "note"]
     lines.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
     right = (0, 1, 4)
@@ -511,7 +549,7 @@ def ranking_markdown(ranking: Ranking) -> str:
             str(t.result.index),
             f"`{t.result.trial_id}`",
             t.result.state,
-            _format_value(t.value),
+            value_text(t),
             *(_param_shown(t.result.params.get(n)) for n in params),
             t.reason or "",
         ]

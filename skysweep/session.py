@@ -23,7 +23,7 @@ from skysweep.process import start_module
 from skysweep.search import TrialSource, source_for
 from skysweep.store import Store, open_store
 from skysweep.task import TaskSpec
-from skysweep.trial import RETRYABLE_STATES, TrialState
+from skysweep.trial import TrialState
 
 CONTROLLER_LOGS = Path("~/.skysweep/controllers").expanduser()
 """Where a detached controller writes what it does, one file per sweep."""
@@ -69,8 +69,7 @@ class Driving:
                 return final
             self.ledger.refresh(records=False)
             waiting = any(
-                self.ledger.retry_asked(t) and r.state in RETRYABLE_STATES
-                for t, r in self.controller.results.items()
+                self.ledger.relaunch_asked(t, r.state) for t, r in self.controller.results.items()
             )
             if not waiting:
                 return final

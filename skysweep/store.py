@@ -50,6 +50,10 @@ class Store(Protocol):
     def get(self, key: str) -> bytes | None:
         """The object's bytes, or None when there is no such object."""
 
+    def get_from(self, key: str, offset: int) -> bytes | None:
+        """The object's bytes from ``offset`` on (``b""`` when it has no more), or None when
+        there is no such object: one ranged read, for a file that only grows."""
+
     def put(self, key: str, data: bytes) -> None: ...
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
@@ -100,6 +104,16 @@ class FileStore:
     def get(self, key: str) -> bytes | None:
         try:
             return (self.root / key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise _file_error(exc, "read", self.root / key) from exc
+
+    def get_from(self, key: str, offset: int) -> bytes | None:
+        try:
+            with (self.root / key).open("rb") as file:
+                file.seek(offset)
+                return file.read()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
         except OSError as exc:
@@ -294,6 +308,26 @@ class S3Store:
         except ClientError as exc:
             if _error_code(exc) in ("NoSuchKey", "404"):
                 return None
+            raise self._translate(exc, key) from exc
+        except Exception as exc:
+            raise self._translate(exc, key) from exc
+
+    def get_from(self, key: str, offset: int) -> bytes | None:
+        from botocore.exceptions import ClientError
+
+        if offset <= 0:
+            return self.get(key)
+        try:
+            response = self.client.get_object(
+                Bucket=self.bucket, Key=self._key(key), Range=f"bytes={offset}-"
+            )
+            return response["Body"].read()
+        except ClientError as exc:
+            code = _error_code(exc)
+            if code in ("NoSuchKey", "404"):
+                return None
+            if code in ("InvalidRange", "416"):
+                return b""  # nothing past the offset yet
             raise self._translate(exc, key) from exc
         except Exception as exc:
             raise self._translate(exc, key) from exc

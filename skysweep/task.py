@@ -363,6 +363,65 @@ class Budget(_Strict):
     max_cost_usd: Annotated[float, Field(gt=0)]
 
 
+EARLY_TERMINATE_TYPES = ("median", "asha", "hyperband")
+
+
+class EarlyTerminate(_Strict):
+    """``sweeps.early_terminate``: stop losing trials from their intermediate metrics.
+
+    W&B's ``{type: hyperband, min_iter, eta}`` (and ``max_iter``) read with their meaning.
+    """
+
+    type: Literal["median", "asha", "hyperband"]
+    min_steps: Annotated[int, Field(ge=1)] = 1
+    """No decision before a trial has reported this many steps (W&B: ``min_iter``). For asha
+    and hyperband it is also the first rung's step."""
+    eta: Annotated[int, Field(ge=2)] = 3
+    """asha/hyperband reduction factor: about 1 in ``eta`` trials goes on at each rung."""
+    max_steps: Annotated[int, Field(ge=1)] | None = None
+    """hyperband: the steps a trial runs at most (W&B: ``max_iter``); unknown: estimated from
+    the trials that finished."""
+    metric: str | None = None
+    """The intermediate metric judged; default the sweep's metric (same direction)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _wandb_spellings(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for theirs, ours in (("min_iter", "min_steps"), ("max_iter", "max_steps")):
+            if theirs in data:
+                if ours in data:
+                    raise ValueError(
+                        f"{theirs} and {ours} are the same key (W&B's and skysweep's names); "
+                        "keep one of them"
+                    )
+                data[ours] = data.pop(theirs)
+        return data
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _known_type(cls, value: Any) -> Any:
+        if value not in EARLY_TERMINATE_TYPES:
+            close = difflib.get_close_matches(str(value).lower(), EARLY_TERMINATE_TYPES, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise ValueError(
+                f"early_terminate type {value!r} is not a stopping rule; {hint}use one of "
+                + ", ".join(EARLY_TERMINATE_TYPES)
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _steps_ordered(self) -> EarlyTerminate:
+        if self.max_steps is not None and self.max_steps < self.min_steps:
+            raise ValueError(
+                f"early_terminate max_steps ({self.max_steps}) is below min_steps "
+                f"({self.min_steps}); a trial runs at least min_steps steps"
+            )
+        return self
+
+
 class Sweep(_Strict):
     """The ``sweeps`` section: what to vary and how to judge it.
 
@@ -381,6 +440,7 @@ class Sweep(_Strict):
     # skysweep extensions
     max_parallel: Annotated[int, Field(ge=1)] | None = None
     budget: Budget | None = None
+    early_terminate: EarlyTerminate | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -454,6 +514,12 @@ class Sweep(_Strict):
                 "'max_trials: N' (W&B's run_cap) to the sweeps section, e.g. max_trials: 20"
             )
         return self
+
+    @property
+    def stopping_metric(self) -> str:
+        """The metric early stopping judges (same direction as the sweep's)."""
+        rule = self.early_terminate
+        return rule.metric if rule is not None and rule.metric else self.sweep_metric
 
     def grid_values(self) -> dict[str, list[ParamValue]]:
         """``sweep_config`` as lists of values (a grid's axes: ``values:`` and ``value:``

@@ -30,6 +30,9 @@ class TrialState(str, Enum):
     cancelled = "cancelled"
     lost = "lost"
     """Its job is gone without a record of how it ended (its process was killed)."""
+    pruned = "pruned"
+    """Stopped early by the sweep's stopping rule (``sweeps.early_terminate``); never
+    relaunched unless asked (``retry --include-pruned``)."""
 
     def __str__(self) -> str:
         return self.value
@@ -50,6 +53,7 @@ FINAL_STATES = frozenset(
         TrialState.submit_failed,
         TrialState.cancelled,
         TrialState.lost,
+        TrialState.pruned,
     }
 )
 RETRYABLE_STATES = frozenset(
@@ -86,6 +90,23 @@ class JobHandle(BaseModel):
     locator: dict[str, Any] = Field(default_factory=dict)
 
 
+class PruneRecord(BaseModel):
+    """Why the sweep's stopping rule stopped an attempt (kept in its attempt record, written
+    before its job is cancelled, so a resumed controller keeps the decision)."""
+
+    rule: str
+    """``median``, ``asha`` or ``hyperband``."""
+    metric: str
+    step: int
+    """The last step the trial reported when it was judged."""
+    value: float
+    """Its value of ``metric`` at that step (its last reported value)."""
+    reason: str
+    """The numbers that decided it, in words: ``step 3: eval/loss 0.91 is worse than ...``."""
+    at: str
+    """When (ISO 8601, UTC)."""
+
+
 class Attempt(BaseModel):
     """One launch of one trial, as recorded in the sweep's ledger."""
 
@@ -98,3 +119,5 @@ class Attempt(BaseModel):
     job: JobHandle | None = None
     error: str | None = None
     """Why the backend refused the job, when it did."""
+    pruned: PruneRecord | None = None
+    """Set when the stopping rule stopped this attempt."""

@@ -32,7 +32,15 @@ def views(*specs: str) -> list[TrialView]:
     out = []
     for index, spec in enumerate(specs):
         state, _, flag = spec.partition("+")
-        out.append(TrialView(tid(index), index, TrialState(state), retry_asked=flag == "r"))
+        out.append(
+            TrialView(
+                tid(index),
+                index,
+                TrialState(state),
+                retry_asked=flag in ("r", "rp"),
+                include_pruned=flag == "rp",
+            )
+        )
     return out
 
 
@@ -92,6 +100,14 @@ ROWS: dict[str, Row] = {
         cap=10,
         exhausted=True,
         launch=(0, 1),
+    ),
+    # Early stopping: a pruned trial frees its slot and comes back only when asked by name.
+    "pruned-frees-its-slot": Row(("pruned", "running"), cap=2, ask=1),
+    "pruned-never-relaunched-by-a-plain-retry": Row(
+        ("pruned+r", "failed+r"), cap=5, exhausted=True, launch=(1,)
+    ),
+    "pruned-relaunched-by-retry-include-pruned": Row(
+        ("pruned+rp", "pruned"), cap=5, exhausted=True, launch=(0,)
     ),
     "resume-never-relaunches-running-or-succeeded": Row(
         ("running+r", "submitted+r", "succeeded+r", "lost+r"),

@@ -7,7 +7,8 @@ results (states, metric values), so a controller on any machine continues the sa
 
 - a trial that succeeded and has the metric is COMPLETE with that value;
 - a trial that ended otherwise (failed, cancelled, lost, no metric) is FAIL, never a value;
-- a trial not ended yet is RUNNING (TPE's constant liar keeps new suggestions off it).
+- a trial not ended yet is RUNNING (TPE's constant liar keeps new suggestions off it);
+- a trial the stopping rule pruned is PRUNED with its last intermediate value.
 
 Trial numbers are the sweep's own (``Trial.index``): a sampler that draws from a seed is
 seeded with (seed, number), so trial *n* gets the same suggestion in a fresh sweep and after
@@ -61,6 +62,9 @@ def optuna_state(outcome: Outcome | None) -> tuple[optuna.trial.TrialState, floa
     state, value = outcome
     if state is TrialState.succeeded and value is not None:
         return optuna.trial.TrialState.COMPLETE, value
+    if state is TrialState.pruned:
+        # Its last intermediate value: TPE weighs pruned trials by it.
+        return optuna.trial.TrialState.PRUNED, value
     if state.final:
         return optuna.trial.TrialState.FAIL, None
     return optuna.trial.TrialState.RUNNING, None
@@ -80,13 +84,16 @@ def rebuild(
         if internal is None:
             continue
         state, value = optuna_state(outcomes.get(trial.trial_id))
+        pruned = state is optuna.trial.TrialState.PRUNED
         try:
             frozen.append(
                 optuna.trial.create_trial(
                     state=state,
-                    value=value,
+                    value=None if pruned else value,
                     params=internal,
                     distributions=space.distributions,
+                    # The step it was pruned at is not part of an outcome: one step for all.
+                    intermediate_values={0: value} if pruned and value is not None else None,
                 )
             )
         except ValueError:
