@@ -343,6 +343,12 @@ def bench(
     if objective.optimum is not None and theirs - objective.optimum > 0:
         regret = (ours - objective.optimum) / (theirs - objective.optimum)
         line += f"; bayes' regret is {regret:.2f}x random's"
+    line += (
+        f"\n  per seed: bayes@{half} "
+        + " ".join(show(r.best_after(half), digits) for r in runs["bayes"])
+        + f" | random@{budget} "
+        + " ".join(show(r.best_after(budget), digits) for r in runs["random"])
+    )
     if flat:
         line += (
             f"\n  FLAT: headroom below {FLAT:.0%}: every method is on the plateau within 10 "
