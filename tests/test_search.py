@@ -20,6 +20,7 @@ import pytest
 from conftest import run_cli
 
 from skysweep.search import Outcome, source_for
+from skysweep.search.bayes import STARTUP_TRIALS
 from skysweep.search.space import Space
 from skysweep.search.study import SampledSource, optuna_state, rebuild
 from skysweep.task import TaskSpec
@@ -221,6 +222,28 @@ def test_the_rebuilt_study_holds_the_store_s_trials(lower_is_better: bool, best_
     assert got == [(0.1, COMPLETE, 0.1), (0.5, FAIL, None), (0.9, COMPLETE, 0.9),
                    (0.3, RUNNING, None), (0.7, FAIL, None)]  # fmt: skip
     assert study.best_trial.params["x"] == best_x
+
+
+def test_bayes_models_once_its_startup_trials_completed() -> None:
+    """Until STARTUP_TRIALS trials completed (however many run), bayes draws trial n at random:
+    the very point random search draws for n with the same seed. From then on TPE models."""
+    config = {"x": {"distribution": "uniform", "min": 0, "max": 1}, "k": ["a", "b", "c"]}
+    history = ask_all(source_for(task_of("random", config, max_trials=40)), STARTUP_TRIALS + 3)
+    known = {t.trial_id: t for t in history}
+
+    def next_params(completed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        outcomes: dict[str, Outcome] = {
+            t.trial_id: (TrialState.succeeded, float(t.params["x"])) for t in history[:completed]
+        }  # the rest are still running
+        bayes = source_for(task_of("bayes", config, max_trials=40)).next(1, known, outcomes)
+        blind = source_for(task_of("random", config, max_trials=40)).next(1, known)
+        assert bayes[0].index == blind[0].index == len(history)
+        return bayes[0].params, blind[0].params
+
+    drawn, random_point = next_params(STARTUP_TRIALS - 1)
+    assert drawn == random_point
+    modelled, random_point = next_params(STARTUP_TRIALS)
+    assert modelled != random_point
 
 
 def test_bayes_learns_from_the_outcomes() -> None:
