@@ -411,7 +411,7 @@ class Controller:
         for trial_id in self.ledger.order():
             result = self.results.get(trial_id)
             attempt = self.ledger.latest(trial_id)
-            if result is None or attempt is None or result.state is TrialState.submitted:
+            if result is None or attempt is None or attempt.job is None:
                 continue
             key = (trial_id, attempt.number)
             if key not in self._history_closed:
@@ -419,8 +419,13 @@ class Controller:
                 if result.finished:
                     self._history_closed.add(key)
             values = self.history.values(trial_id)
-            if values or result.state is TrialState.running:
-                out.append(History(trial_id, result.index, result.state, values))
+            state = result.state
+            if state is TrialState.submitted and values:
+                # A job that reports steps runs, whatever the backend last said: SkyPilot's
+                # queue (read without a refresh) says STARTING or PENDING for a while after.
+                state = TrialState.running
+            if values or state is TrialState.running:
+                out.append(History(trial_id, result.index, state, values))
         return out
 
     def prune(self) -> list[Prune]:

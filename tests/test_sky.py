@@ -17,12 +17,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
 from conftest import CompletedCli, free_port
 from test_labsdk import lab_bin_fixture  # noqa: F401 (the lab SDK's venv)
+
+if TYPE_CHECKING:
+    from skysweep.ledger import Ledger
 
 pytestmark = pytest.mark.sky
 
@@ -71,8 +74,8 @@ class Sky:
         )
         return {str(r["job_id"]): r for r in json.loads(done.stdout.strip().splitlines()[-1])}
 
-    def manifest(self, sweep_id: str) -> dict[str, Any]:
-        """The sweep's trials and each one's latest job, read from its records in the store."""
+    def ledger(self, sweep_id: str) -> Ledger:
+        """The sweep's records as the store holds them now."""
         import boto3
 
         from skysweep.ledger import Ledger
@@ -86,7 +89,11 @@ class Sky:
             aws_secret_access_key="testing",
             region_name="us-east-1",
         )
-        ledger = Ledger.open(store, sweep_id)
+        return Ledger.open(store, sweep_id)
+
+    def manifest(self, sweep_id: str) -> dict[str, Any]:
+        """The sweep's trials and each one's latest job, read from its records in the store."""
+        ledger = self.ledger(sweep_id)
         jobs = {}
         for trial_id in ledger.trials:
             attempt = ledger.latest(trial_id)
@@ -636,4 +643,132 @@ def test_a_bayes_sweep_submits_each_trial_as_a_slot_frees(sky_server: Sky, tmp_p
     # Each trial is a job of its own, submitted in two rounds of two.
     job_ids = {str(j["job_id"]) for j in manifest["jobs"].values()}
     assert len(job_ids) == 4 and sky_server.queue(sorted(job_ids)).keys() == job_ids
+    _down(sky_server, sweep_id)
+
+
+# ---------------------------------------------------------------------------------------
+# Early stopping: the controller cancels the one job whose history is losing.
+
+PRUNED = """
+name: {name}
+resources:
+  cpus: 2
+  infra: aws
+run: python train.py
+sweeps:
+  max_parallel: 4
+  sweep_config:
+    learning_rate: [0.1, 0.01]
+    batch_size: [8, 16]
+  early_terminate:
+    type: median
+    min_steps: 1
+"""
+
+
+def test_a_losing_history_cancels_exactly_that_job(sky_server: Sky, tmp_path: Path) -> None:
+    import boto3
+
+    from skysweep.stopping.median import MIN_TRIALS
+
+    task = _task(tmp_path, PRUNED.format(name="pruning"))
+    up = subprocess.Popen(
+        [
+            sys.executable, "-m", "skysweep", "up", str(task), "--yes",
+            "--store", sky_server.store, "--output", "json",
+        ],
+        env=sky_server.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=sky_server.env["AWS_ENDPOINT_URL"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+
+    def put(key: str, body: Any) -> None:
+        s3.put_object(Bucket=BUCKET, Key=key, Body=body.encode())
+
+    try:
+        deadline = time.monotonic() + 150
+        sweep_id = None
+        jobs: dict[str, Any] = {}
+        while len(jobs) < 4:
+            assert up.poll() is None, up.communicate()
+            assert time.monotonic() < deadline, "never 4 jobs"
+            time.sleep(2)
+            if sweep_id is None:
+                listing = sky_server.cli("list", "--store", sky_server.store, "--output", "json")
+                mine = [s for s in json.loads(listing.stdout or "[]") if s["name"] == "pruning"]
+                if not mine:
+                    continue
+                sweep_id = mine[0]["sweep_id"]
+            jobs = sky_server.manifest(sweep_id)["jobs"]
+        job_of = {t: str(j["job_id"]) for t, j in jobs.items()}
+        # The jobs never reach a VM: write the histories their wrappers would. Three trials
+        # tie at step 1; the loser's line comes last, so when it is judged the median rule
+        # has the MIN_TRIALS others it needs at that step, and the ties are never worse than
+        # their median.
+        assert len(jobs) - 1 == MIN_TRIALS
+        *winners, loser = sorted(jobs)
+        base = f"sweeps/{sweep_id}"
+        for trial_id in winners:
+            put(f"{base}/trials/{trial_id}/history.jsonl", '{"step": 1, "eval/loss": 0.5}\n')
+        time.sleep(3)  # a look or two with the winners alone: none of them is judged losing
+        put(f"{base}/trials/{loser}/history.jsonl", '{"step": 1, "eval/loss": 2.0}\n')
+
+        ledger = None
+        while True:
+            assert up.poll() is None, up.communicate()
+            assert time.monotonic() < deadline + 60, "the losing trial was never pruned"
+            time.sleep(2)
+            ledger = sky_server.ledger(sweep_id)
+            pruned = {t for t in ledger.trials if (a := ledger.latest(t)) and a.pruned}
+            if pruned:
+                break
+        assert pruned == {loser}
+        attempt = ledger.latest(loser)
+        assert attempt is not None and attempt.pruned is not None and attempt.number == 1
+        record = attempt.pruned
+        assert (record.rule, record.metric, record.step, record.value) == (
+            "median",
+            "eval/loss",
+            1,
+            2.0,
+        )
+        assert record.reason == (
+            "step 1: eval/loss 2 is worse than the median 0.5 of 3 other trials at this step"
+        )
+        # Exactly that job id is cancelled; the other jobs of its batch stay queued.
+        queue: dict[str, dict[str, Any]] = {}
+        while time.monotonic() < deadline + 120:
+            queue = sky_server.queue(list(job_of.values()))
+            if queue[job_of[loser]]["status"] in ("CANCELLING", "CANCELLED"):
+                break
+            time.sleep(2)
+        assert queue[job_of[loser]]["status"] in ("CANCELLING", "CANCELLED"), queue
+        for trial_id in winners:
+            assert queue[job_of[trial_id]]["status"] in ("PENDING", "STARTING", "SUBMITTED")
+
+        for n, trial_id in enumerate(winners):
+            put(f"{base}/trials/{trial_id}/metrics.json", json.dumps({"eval/loss": 0.4 + n / 10}))
+            put(
+                f"{base}/finished/{trial_id}.json",
+                json.dumps({"trial_id": trial_id, "state": "succeeded", "exit_code": 0}),
+            )
+        out, err = up.communicate(timeout=120)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    assert up.returncode == 0, err  # pruning is what the sweep asked for, not a failure
+    ranked = json.loads(out)
+    assert [t["trial_id"] for t in ranked["trials"]][-1] == loser
+    assert [t["status"] for t in ranked["trials"]] == ["succeeded"] * 3 + ["pruned"]
+    assert [t["trial_id"] for t in ranked["trials"][:3]] == winners
+    last = ranked["trials"][-1]
+    assert last["rank"] is None and last["reason"] == f"pruned by median at {record.reason}"
+    assert ranked["pruned"]["trials"] == 1
+    # Nothing was relaunched: one attempt per trial, the same job ids as submitted.
+    assert {t: str(j["job_id"]) for t, j in sky_server.manifest(sweep_id)["jobs"].items()} == job_of
     _down(sky_server, sweep_id)
