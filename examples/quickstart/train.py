@@ -2,7 +2,10 @@
 
 Pure Python, no downloads, a few seconds on one core. The eval loss really depends on
 ``learning_rate`` (too small underfits in the fixed budget, too large diverges) and on
-``batch_size`` (smaller batches take more steps in the same number of epochs).
+``batch_size`` (smaller batches take more steps in the same number of epochs), and, when a
+search sets them, on ``momentum`` (heavy-ball SGD: near 0.9 with a matching learning rate, large
+batches beat every run without it) and ``weight_decay`` (L2; harmless when small, underfits
+above about 1e-2). Both default to 0, which is exactly the plain SGD of task.yaml's grid.
 Reads its parameters from the environment, as every skysweep job does, and reports the eval
 loss of every epoch with ``skysweep.log`` (``$SKYSWEEP_OUTPUT_DIR/history.jsonl``, what early
 stopping judges a running trial by) and the final metrics with ``skysweep.finish``
