@@ -16,8 +16,9 @@ Objectives (near-zero runtime each, so the figures measure the search, not the t
 - ``synthetic``: a training loss of log learning rate (whose best value depends on the
   depth), integer depth, categorical activation and uniform dropout; optimum 0.1.
 - ``rosenbrock``: the 3-dimensional Rosenbrock function on [-2, 2]^3; optimum 0.
-- ``quickstart``: examples/quickstart/train.py, the README's training, over a log-scaled
-  learning rate and a categorical batch size; optimum unknown.
+- ``quickstart``: examples/quickstart/train.py, the README's training, over the space of
+  examples/quickstart/random.yaml and bayes.yaml: log-scaled learning rate and weight decay,
+  categorical batch size, uniform momentum; optimum unknown.
 
 Printed: the median over seeds of the best value after 10/20/40/80 finished trials for each
 method (grid has no seed: one run), the median wall time of a sweep beside random's, and the
@@ -29,9 +30,11 @@ the synthetic objective.
 Each objective also gets its spread: the range and quartiles of every trial value seen, and
 the *headroom* (random's median best after 10 trials minus the best value any run found, over
 the interquartile range). Below 2% the objective is flagged FLAT: ten random trials already
-sit on its plateau, so its verdict says nothing about the search. The quickstart's training
-is such a landscape (every batch size has a learning rate that reaches the same eval loss,
-over a wide basin); it is reported as it is, not altered. The whole run's time closes.
+sit on its plateau, so its verdict says nothing about the search. Over learning rate and
+batch size alone the quickstart's training was such a landscape (every batch size has a
+learning rate reaching the same eval loss, over a wide basin); with momentum and weight decay
+its best values sit in a small region (momentum near 0.9 with a matching learning rate, weight
+decay below 1e-2). The whole run's time closes.
 """
 
 from __future__ import annotations
@@ -157,14 +160,40 @@ OBJECTIVES = {
         "python3 train.py",
         "eval/loss",
         {
+            # The space of examples/quickstart/random.yaml and bayes.yaml, checked by
+            # `same_space_as_the_examples` before the runs.
             "learning_rate": Dim("log", 1e-3, 3.0),
             "batch_size": Dim("cat", values=(8, 16, 32, 64, 128)),
+            "momentum": Dim("uniform", 0.0, 0.99),
+            "weight_decay": Dim("log", 1e-6, 0.1),
         },
         None,
         {"epochs": 3},
         (("train.py", (ROOT / "examples" / "quickstart" / "train.py").read_text()),),
     ),
 }
+
+
+def same_space_as_the_examples(objective: Objective) -> None:
+    """The quickstart objective must search what the quickstart's random and Bayesian examples
+    search, or its figures describe another sweep."""
+    import yaml
+
+    folder = ROOT / "examples" / "quickstart"
+    wanted = {n: d.distribution() for n, d in objective.space.items()}
+    for name in ("random.yaml", "bayes.yaml"):
+        task = yaml.safe_load((folder / name).read_text())
+        # W&B's {values: [...]} is the same categorical as a plain list.
+        found = {
+            n: v["values"] if isinstance(v, dict) and list(v) == ["values"] else v
+            for n, v in task["sweeps"]["sweep_config"].items()
+        }
+        if found != wanted or task["parameters"] != objective.parameters:
+            raise SystemExit(
+                f"bench/search.py's quickstart objective searches {wanted} with "
+                f"{objective.parameters}; {folder / name} searches {found} with "
+                f"{task['parameters']}: make them the same"
+            )
 
 
 def grid_counts(space: dict[str, Dim], budget: int) -> dict[str, int]:
@@ -380,6 +409,8 @@ def main() -> None:
         for name in names:
             if name not in OBJECTIVES:
                 parser.error(f"unknown objective {name!r}; choose from {', '.join(OBJECTIVES)}")
+            if name == "quickstart":
+                same_space_as_the_examples(OBJECTIVES[name])
             results.append(bench(OBJECTIVES[name], methods, seeds, budget, Path(folder)))
     checked = [(name, r) for name, r in zip(names, results, strict=True) if r is not None]
     if checked:
