@@ -896,7 +896,8 @@ def _print_ranking(
     if output.value == "json" and summary is not None and not best_only:
         print(json.dumps(_with_cost(ranking_json(ranking), summary), indent=2))
         return
-    rendered = render_ranking(ranking, output.value, best_only=best_only)
+    cost = summary.lines() if summary is not None and not best_only else []
+    rendered = render_ranking(ranking, output.value, best_only=best_only, cost=cost)
     if isinstance(rendered, str):
         sys.stdout.write(rendered if rendered.endswith("\n") else rendered + "\n")
     else:

@@ -7,7 +7,7 @@ import io
 import json
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -508,7 +508,9 @@ MARKDOWN_ROWS = 10
 the CSV have every trial."""
 
 
-def ranking_markdown(ranking: Ranking) -> str:
+def ranking_markdown(ranking: Ranking, cost: Sequence[str] = ()) -> str:
+    """The compact summary for $GITHUB_STEP_SUMMARY: the best trial, counts, the best-so-far
+    curve, pruning, ``cost`` (the sweep's cost lines) and the top rows."""
     params = varying_params(ranking)
     direction = "lower is better" if ranking.lower_is_better else "higher is better"
     lines = [f"### Sweep `{ranking.sweep_id}`", ""]
@@ -539,6 +541,9 @@ def ranking_markdown(ranking: Ranking) -> str:
     pruning = pruning_line(ranking)
     if pruning:
         lines += [pruning[0].upper() + pruning[1:] + ".", ""]
+    for line in cost:
+        # GitHub reads $...$ as math: a dollar amount is escaped.
+        lines += [_md_cell(line[0].upper() + line[1:]).replace("$", "\\$"), ""]
     header = ["rank", "#", "trial", "status", ranking.metric, *params, "note"]
     lines.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
     right = (0, 1, 4)
@@ -565,7 +570,7 @@ def ranking_markdown(ranking: Ranking) -> str:
 
 
 def render_ranking(
-    ranking: Ranking, fmt: str, *, best_only: bool = False
+    ranking: Ranking, fmt: str, *, best_only: bool = False, cost: Sequence[str] = ()
 ) -> str | Table | LargeTable:
     if fmt == "json":
         return json.dumps(ranking_json(ranking, best_only=best_only), indent=2)
@@ -581,5 +586,5 @@ def render_ranking(
     if fmt == "csv":
         return ranking_csv(ranking)
     if fmt == "markdown":
-        return ranking_markdown(ranking)
+        return ranking_markdown(ranking, cost)
     return ranking_table(ranking, curve=not best_only)

@@ -62,5 +62,8 @@ def test_local_sweep_costs_nothing_and_says_so(tmp_path: Path, isolated_home: Pa
     assert data["cost"]["budget_reached"] is False
     status = run_cli("status", "c1", "--store", store)
     assert "cost: $0.00" in status.stdout and "costs nothing" in status.stdout
+    # The CI summary says it too, with the dollar escaped from GitHub's math.
+    summary = run_cli("results", "c1", "--store", store, "--format", "markdown")
+    assert "\nCost: \\$0.00 (the local backend" in summary.stdout, summary.stdout
     header = json.loads((tmp_path / "store" / "c1" / "sweep.json").read_text())
     assert header["max_cost_usd"] == 0.25 and header["expected_minutes"] == 30
