@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import os
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -556,20 +557,34 @@ def _apply_params(
             and given
             and not (isinstance(value, str) and SECRET_REFERENCE.fullmatch(value.strip()))
         ):
-            env_var = item.get("env_var") if isinstance(item.get("env_var"), str) else None
-            secret = env_var or name
+            secret = _secret_name(name, item)
             if secret_values is not None:
                 secret_values[secret] = str(value)
             parameters[name] = {**item, "value": secret_reference(secret)}
+        elif item.get("password") and not given and _secret_name(name, item) in os.environ:
+            # A secret already in the environment, where launching reads secrets from.
+            parameters[name] = {**item, "value": secret_reference(_secret_name(name, item))}
         elif item.get("required") and not given and name not in swept:
             label = item.get("field_name") or name
             help_text = f": {item['help_text']}" if item.get("help_text") else ""
+            hint = f"give it with --param {name}=VALUE"
+            if item.get("password"):
+                # Never swept: a swept value is written in the sweep's records.
+                hint += f" or set {_secret_name(name, item)} in the environment; it stays in memory"
+            else:
+                hint += f" (or sweep it with --sweep {name}=V1,V2)"
             raise UsageError(
                 f"{file}: parameter {name!r} (field {label!r}{help_text}) is required and "
                 "has no value",
-                hint=f"give it with --param {name}=VALUE (or sweep it with --sweep {name}=V1,V2)",
+                hint=hint,
             )
     normalised["parameters"] = parameters
+
+
+def _secret_name(name: str, field: Mapping[str, Any]) -> str:
+    """A password field's secret: its ``env_var``, else the parameter's name."""
+    env_var = field.get("env_var")
+    return env_var if isinstance(env_var, str) and env_var else name
 
 
 def _read(file: Path) -> str:

@@ -323,3 +323,37 @@ def test_a_secret_in_run_and_setup_reaches_the_job_and_no_file(
     assert spec["secrets"] == {"SKYSWEEP_SECRET__API_TOKEN": None}
     missing = run_cli("up", str(folder / "task.yaml"), "--local", "--yes", "--store", store)
     assert missing.code == 2 and "_API_TOKEN" in missing.stderr
+
+
+def test_a_password_field_comes_from_the_environment_and_is_never_swept(
+    tmp_path: Path, isolated_home: Path
+) -> None:
+    folder = tmp_path / "task"
+    folder.mkdir()
+    (folder / "task.yaml").write_text(FORM_FIELDS.read_text())
+    (folder / "train.py").write_text(
+        "import json, os, pathlib\n"
+        "out = pathlib.Path(os.environ['SKYSWEEP_OUTPUT_DIR'])\n"
+        "(out / 'env.json').write_text(json.dumps(dict(os.environ)))\n"
+        "(out / 'metrics.json').write_text('{\"eval/loss\": 1}')\n"
+    )
+    task = str(folder / "task.yaml")
+    missing = run_cli("up", task, "--local", "--yes", "--dry-run", "--param", "model_name=gpt2")
+    assert missing.code == 2, missing
+    assert "'Hugging Face token'" in missing.stderr
+    assert "set HF_TOKEN in the environment" in missing.stderr
+    assert "--sweep hf_token" not in missing.stderr  # a swept value is written in the records
+    store = (tmp_path / "store").as_uri()
+    done = run_cli(
+        "up", task, "--local", "--yes", "--store", store, "--output", "json",
+        "--param", "model_name=gpt2", env={"HF_TOKEN": "hf_fr0m_env"},
+    )  # fmt: skip
+    assert done.code == 0, done
+    result = json.loads(done.stdout)
+    sweep_dir = tmp_path / "store" / result["sweep_id"]
+    (trial,) = result["trials"]
+    env = json.loads((sweep_dir / "trials" / trial["trial_id"] / "env.json").read_text())
+    assert env["hf_token"] == env["HF_TOKEN"] == "hf_fr0m_env"
+    for path in sweep_dir.rglob("*"):
+        if path.is_file() and path.name != "env.json":
+            assert b"hf_fr0m_env" not in path.read_bytes(), path
