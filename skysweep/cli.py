@@ -493,6 +493,7 @@ def up(
     _show_plan(err, task, expected, backend.name, the_store.url, the_id, parallel, preview)
     if space is not None:
         _show_space(err, space, parallel, shown if dry_run else [])
+    _show_stopping(err, task)
     plan = backend.plan(preview)
     for line in plan.lines:
         err.print(line, markup=False)
@@ -831,6 +832,22 @@ def _show_space(err: Console, space: Space, parallel: int, first: list[Any]) -> 
             chosen = {**trial.params, **{f"resources.{k}": v for k, v in trial.resources.items()}}
             chosen = {n: chosen.get(n) for n in space.order}
             err.print(f"    #{trial.index}: {json.dumps(chosen, default=str)}", markup=False)
+
+
+def _show_stopping(err: Console, task: TaskSpec) -> None:
+    rule = task.sweeps.early_terminate if task.sweeps else None
+    if rule is None or task.sweeps is None:
+        return
+    details = f"min_steps {rule.min_steps}"
+    if rule.type != "median":
+        details += f", eta {rule.eta}"
+    if rule.type == "hyperband" and rule.max_steps is not None:
+        details += f", max_steps {rule.max_steps}"
+    err.print(
+        f"  early stopping: {rule.type} ({details}) on {task.sweeps.stopping_metric}, "
+        "judged from each trial's history.jsonl",
+        markup=False,
+    )
 
 
 def _follow_with_progress(

@@ -511,7 +511,8 @@ class Sweep(_Strict):
         if self.method != "grid" and self.max_trials is None:
             raise ValueError(
                 f"method {self.method} samples without end and needs a trial count: add "
-                "'max_trials: N' (W&B's run_cap) to the sweeps section, e.g. max_trials: 20"
+                "'max_trials: N' (W&B's run_cap) to the sweeps section, e.g. max_trials: 20, "
+                "or pass --max-trials N"
             )
         return self
 

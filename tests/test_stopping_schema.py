@@ -147,3 +147,4 @@ def test_cli_bad_early_terminate_is_exit_2(tmp_path: Path, isolated_home: Path) 
         "asha",
     )
     assert ok.code == 0, ok
+    assert "early stopping: asha (min_steps 1, eta 3) on " in ok.stderr  # the plan says so
