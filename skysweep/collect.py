@@ -279,6 +279,10 @@ class Collector:
             )
         if attempt is None:
             return base
+        if attempt.job is None and attempt.submitting:
+            if attempt.error is not None:  # its job may run: the backend could not tell
+                return replace(base, state=TrialState.lost, problem=attempt.error)
+            return replace(base, state=TrialState.submitted, backend_status="being submitted")
         if attempt.job is None:
             return replace(
                 base,

@@ -16,7 +16,7 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -25,11 +25,11 @@ from skysweep.backends import Backend
 from skysweep.collect import BackendView, Collector, TrialResult, metric_value, with_costs
 from skysweep.cost import TrialCost, budget_room, spent_and_committed, trial_estimate
 from skysweep.errors import BackendUnavailableError
-from skysweep.launch import Launcher
+from skysweep.launch import Launcher, interrupted
 from skysweep.lease import Lease
 from skysweep.ledger import Ledger
 from skysweep.search import Outcome, TrialSource
-from skysweep.trial import RETRYABLE_STATES, PruneRecord, TrialState
+from skysweep.trial import RETRYABLE_STATES, JobHandle, PruneRecord, TrialState
 
 if TYPE_CHECKING:
     # Imported when a sweep has a stopping rule: Optuna takes a while to import.
@@ -142,6 +142,17 @@ def decide(snapshot: Snapshot, policy: Policy) -> Actions:
 # ---------------------------------------------------------------------------------------
 # The loop around it.
 
+NOTHING_STARTED = "its driver stopped while submitting it and nothing started: launching it"
+
+
+def lost_reason(backend: Backend) -> str:
+    """Why a trial whose driver stopped while submitting it is lost: its job may run."""
+    look = "`sky jobs queue`" if backend.name == "sky" else "whether it runs"
+    return (
+        f"its driver stopped while submitting it; check {look} and run `skysweep retry` "
+        "if it is not there"
+    )
+
 
 @contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
@@ -234,6 +245,8 @@ class Controller:
         self._history_closed: set[tuple[str, int]] = set()
         self._cancelled: set[str] = set()
         self._progressed = False
+        self._unstarted: set[str] = set()
+        """Trials whose interrupted attempt the backend found never started: to launch."""
 
     # -- observe ---------------------------------------------------------------------------
 
@@ -254,6 +267,7 @@ class Controller:
             only=open_trials if self.launcher is not None and self._polled_once else None
         )
         candidates = open_trials if self._polled_once else self.ledger.attempts
+        touched |= self.find_interrupted(candidates)
         asking = {
             trial_id: attempt.job
             for trial_id in candidates
@@ -270,8 +284,14 @@ class Controller:
                     self.on_unavailable(exc)
                 asking = {}
         self._polled_once = True
+        for trial_id in list(self._unstarted):
+            attempt = self.ledger.latest(trial_id)
+            if attempt is not None and interrupted(attempt):
+                views[trial_id] = BackendView(TrialState.pending, NOTHING_STARTED)
+            else:
+                self._unstarted.discard(trial_id)  # launched again since
         changed: set[str] = set()
-        for trial_id in touched | finished_changed | set(asking) | set(fresh):
+        for trial_id in touched | finished_changed | set(asking) | set(fresh) | self._unstarted:
             trial = self.ledger.trials.get(trial_id)
             if trial is None:
                 continue
@@ -286,6 +306,33 @@ class Controller:
         for trial_id in changed | touched:
             self._views.pop(trial_id, None)
         return changed
+
+    def find_interrupted(self, trial_ids: Iterable[str]) -> set[str]:
+        """Settle the attempts whose driver stopped while submitting them (killed between a
+        job's start and its record): the backend adopts the job that started, or says that
+        none did (the trial is launched again, as the same attempt), or cannot tell (the
+        trial is lost, with what to check; never launched blindly). Only a driver does this:
+        its lease means no other process is submitting them now. Returns the trials whose
+        attempt record changed."""
+        if self.launcher is None:
+            return set()
+        settled = []
+        for trial_id in trial_ids:
+            attempt = self.ledger.latest(trial_id)
+            if attempt is None or not interrupted(attempt) or trial_id in self._unstarted:
+                continue
+            found = self.backend.find(
+                self.ledger.store, self.ledger.sweep_id, trial_id, attempt.number
+            )
+            if isinstance(found, JobHandle):
+                settled.append(attempt.model_copy(update={"job": found, "submitting": False}))
+            elif found is None:
+                self._unstarted.add(trial_id)
+            else:
+                settled.append(attempt.model_copy(update={"error": lost_reason(self.backend)}))
+        if settled:
+            self.ledger.add_attempts(settled)
+        return {a.trial_id for a in settled}
 
     def _view(self, trial_id: str) -> TrialView:
         view = self._views.get(trial_id)

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from skysweep.backends import Backend, LaunchRequest
+from skysweep.errors import BackendUnavailableError
 from skysweep.ledger import Ledger, now
 from skysweep.render import RenderedTrial, render, resolve_secrets
 from skysweep.store import Store, concurrently, join
@@ -86,9 +87,30 @@ class Launcher:
         numbers: dict[str, int] = {}
         for trial in trials:
             previous = self.ledger.latest(trial.trial_id)
+            if previous is not None and interrupted(previous):
+                # Its driver stopped while submitting it and the backend found nothing
+                # started: this is still that attempt.
+                numbers[trial.trial_id] = previous.number
+                continue
             numbers[trial.trial_id] = previous.number + 1 if previous else 1
             if previous is not None:
                 archive_attempt(store, sweep_id, trial.trial_id, previous.number)
+        # The intent, written before any job starts (and after the previous attempt's files
+        # were moved aside, so what a backend finds later is this attempt's): a driver
+        # killed between a job's start and its record leaves "being submitted", which the
+        # next controller asks the backend about instead of launching the trial again.
+        self.ledger.add_attempts(
+            [
+                Attempt(
+                    trial_id=trial.trial_id,
+                    number=numbers[trial.trial_id],
+                    submitted_at=now(),
+                    submit_tries=0,
+                    submitting=True,
+                )
+                for trial in trials
+            ]
+        )
         secret_values = {r.trial.trial_id: resolve_secrets(r, self.environ) for r in rendered}
         concurrently(
             store,
@@ -99,16 +121,31 @@ class Launcher:
             rendered,
             16,
         )
-        submissions = self.backend.submit(
-            LaunchRequest(
-                sweep_id=sweep_id,
-                store=store,
-                task=self.task,
-                trials=rendered,
-                attempts=numbers,
-                secrets=secret_values,
-            )
+        request = LaunchRequest(
+            sweep_id=sweep_id,
+            store=store,
+            task=self.task,
+            trials=rendered,
+            attempts=numbers,
+            secrets=secret_values,
         )
+        try:
+            submissions = self.backend.submit(request)
+        except BackendUnavailableError as exc:
+            # The backend was not reached, so nothing started: say so in the records, and a
+            # resume launches these trials again rather than asking about them.
+            self.ledger.add_attempts(
+                [
+                    Attempt(
+                        trial_id=trial.trial_id,
+                        number=numbers[trial.trial_id],
+                        submitted_at=now(),
+                        error=f"the backend was not reachable: {exc}",
+                    )
+                    for trial in trials
+                ]
+            )
+            raise
         submitted = now()
         attempts = [
             Attempt(
@@ -123,6 +160,13 @@ class Launcher:
         ]
         self.ledger.add_attempts(attempts)
         return attempts
+
+
+def interrupted(attempt: Attempt) -> bool:
+    """Its driver stopped while submitting it, and no backend has said yet that it cannot
+    tell whether its job started (that makes it lost). Launched again only once the backend
+    found that nothing started: then as the same attempt."""
+    return attempt.submitting and attempt.job is None and attempt.error is None
 
 
 def archive_attempt(store: Store, sweep_id: str, trial_id: str, attempt: int) -> None:

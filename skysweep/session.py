@@ -126,13 +126,21 @@ def resume(
         controller = _controller(ledger, backend, task_file.resolve().parent, parallel, lease)
         controller.observe()
         skipped = [t for t in ledger.trials if ledger.latest(t) is not None]
+        # Not a trial lost while being submitted: its job may run (the backend could not
+        # tell), so only the user relaunches it.
         relaunch = [
             t
             for t, r in controller.results.items()
             if r.state in (TrialState.lost, TrialState.submit_failed)
+            and (attempt := ledger.latest(t)) is not None
+            and not attempt.submitting
         ]
         ledger.ask_retry(relaunch, by=who())
-        skipped = [t for t in skipped if t not in relaunch]
+        skipped = [
+            t
+            for t in skipped
+            if t not in relaunch and controller.results[t].state is not TrialState.pending
+        ]
     except BaseException:
         lease.release()
         raise

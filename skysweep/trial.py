@@ -119,5 +119,10 @@ class Attempt(BaseModel):
     job: JobHandle | None = None
     error: str | None = None
     """Why the backend refused the job, when it did."""
+    submitting: bool = False
+    """Written true before the job is submitted, false with the outcome: still true, the
+    driver stopped in between (killed), and only the backend can tell whether a job started
+    (:meth:`skysweep.backends.Backend.find`). True with an ``error``: it could not tell, so
+    the trial is ``lost`` with that reason and is not relaunched unless asked."""
     pruned: PruneRecord | None = None
     """Set when the stopping rule stopped this attempt."""

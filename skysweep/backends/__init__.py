@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from skysweep.cost import Price
 from skysweep.render import Placement, RenderedTrial
@@ -76,6 +76,14 @@ class Backend(Protocol):
 
     def submit(self, request: LaunchRequest) -> dict[str, Submission]:
         """Start the trials; one submission per trial, with a job or the reason it has none."""
+
+    def find(
+        self, store: Store, sweep_id: str, trial_id: str, attempt: int
+    ) -> JobHandle | Literal["unknown"] | None:
+        """The job of an attempt whose driver stopped while submitting it (its record says
+        ``submitting``): its handle if it started (running or ended), None if nothing
+        started (it may be launched, as the same attempt), ``"unknown"`` if this backend
+        cannot tell (it is never launched blindly)."""
 
     def poll(
         self, store: Store, sweep_id: str, jobs: Mapping[str, JobHandle]

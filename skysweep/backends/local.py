@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from skysweep.collect import BackendView
 from skysweep.cost import FREE, resource_key
@@ -218,6 +218,42 @@ class LocalBackend:
             },
         )
 
+    # -- find ------------------------------------------------------------------------------
+
+    def find(
+        self, store: Store, sweep_id: str, trial_id: str, attempt: int
+    ) -> JobHandle | Literal["unknown"] | None:
+        """The trial's process on this machine, found by the sweep and trial ids in its
+        environment; else, if it already ended, a handle the store's records explain; else
+        None: nothing started. The previous attempt's records were archived before this
+        attempt's intent was written, so any record found is this attempt's."""
+        if not Path("/proc/self/environ").exists():
+            return "unknown"  # no /proc to look in: "nothing started" cannot be told
+        folder, upload = sweep_folder(store, sweep_id)
+        locator: dict[str, Any] = {
+            "host": socket.gethostname(),
+            "pid": None,
+            "start": None,
+            "sweep_dir": str(folder),
+            "workdir": str(work_folder(sweep_id) / "trials" / trial_id),
+            "upload": upload,
+        }
+        leader = _trial_session(sweep_id, trial_id)
+        if leader is not None:
+            pid, start, cwd = leader
+            locator.update(pid=pid, start=start, workdir=cwd or locator["workdir"])
+            return JobHandle(backend=self.name, job_id=f"local-{pid}", locator=locator)
+        started = any(
+            store.get(key) is not None
+            for key in (
+                join(sweep_id, "finished", f"{trial_id}.json"),
+                join(sweep_id, "trials", trial_id, "status.json"),
+            )
+        )
+        if not started:
+            return None
+        return JobHandle(backend=self.name, job_id="local-ended", locator=locator)
+
     # -- poll ------------------------------------------------------------------------------
 
     def poll(
@@ -368,6 +404,35 @@ class LocalBackend:
 
 # ---------------------------------------------------------------------------------------
 # Processes.
+
+
+def _trial_session(sweep_id: str, trial_id: str) -> tuple[int, str | None, str | None] | None:
+    """The running session (pid, start time, working directory) of a trial of this user
+    on this machine: the process whose environment names the sweep and the trial (the
+    command, or under an uploader its child) leads to its session, which ``_start`` made and
+    which is what a handle names and cancel stops."""
+    wanted = {f"SKYSWEEP_SWEEP_ID={sweep_id}".encode(), f"SKYSWEEP_TRIAL_ID={trial_id}".encode()}
+    uid = os.getuid()
+    for pid in (int(name) for name in os.listdir("/proc") if name.isdigit()):
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != uid:
+                continue
+            with open(f"/proc/{pid}/environ", "rb") as handle:
+                environ = set(handle.read().split(b"\0"))
+            session = os.getsid(pid)
+        except OSError:
+            continue  # ended meanwhile, or not ours to read
+        if not wanted <= environ or session == os.getsid(0):
+            continue
+        start = start_time(session)
+        if not running(session, start):
+            continue
+        try:
+            cwd: str | None = os.readlink(f"/proc/{session}/cwd")
+        except OSError:
+            cwd = None
+        return session, start, cwd
+    return None
 
 
 # ---------------------------------------------------------------------------------------

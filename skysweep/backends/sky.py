@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from skysweep.collect import BackendView
 from skysweep.cost import Price, resource_key
@@ -655,6 +655,13 @@ class SkyBackend:
             detail = f"SkyPilot {status}" + (f": {reason}" if reason else "")
             views[ids[job_id]] = BackendView(state, detail, _iso(_field(record, "start_at")))
         return views
+
+    def find(
+        self, store: Store, sweep_id: str, trial_id: str, attempt: int
+    ) -> JobHandle | Literal["unknown"] | None:
+        # A managed job carries no mark of its trial and attempt that the queue could be
+        # asked about reliably; a wrong "nothing started" would run the trial twice.
+        return "unknown"
 
     def cancel(self, store: Store, sweep_id: str, jobs: Mapping[str, JobHandle]) -> list[str]:
         views = self.poll(store, sweep_id, jobs)
