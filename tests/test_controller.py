@@ -118,6 +118,21 @@ ROWS: dict[str, Row] = {
     "resume-without-retry-asked-relaunches-nothing": Row(
         ("lost", "submit_failed", "succeeded"), cap=10, exhausted=True, done=True
     ),
+    # A driver killed while submitting left attempts "being submitted" (read as submitted
+    # until the backend answers): one the backend found never started reads as pending;
+    # one it cannot tell about reads as lost, and only a retry by the user relaunches it.
+    "being-submitted-holds-its-slot-and-is-not-relaunched": Row(
+        ("submitted", "pending"), cap=1, exhausted=True
+    ),
+    "being-submitted-found-never-started-is-launched": Row(
+        ("pending", "running"), cap=2, exhausted=True, launch=(0,)
+    ),
+    "lost-while-submitting-ends-the-sweep-without-relaunch": Row(
+        ("lost", "succeeded"), cap=2, exhausted=True, done=True
+    ),
+    "lost-while-submitting-relaunched-by-a-retry": Row(
+        ("lost+r", "succeeded"), cap=2, exhausted=True, launch=(0,)
+    ),
     # Retry.
     "retry-relaunches-failed-and-cancelled-with-retry-asked": Row(
         ("failed+r", "succeeded", "cancelled+r", "failed"), cap=10, exhausted=True, launch=(0, 2)
