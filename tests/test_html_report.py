@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_cli
+from conftest import CHROMIUM, run_cli
 
 from skysweep.collect import TrialResult
 from skysweep.cost import ESTIMATE_NOTE
@@ -25,16 +25,6 @@ from skysweep.ledger import SweepHeader
 from skysweep.rank import rank
 from skysweep.trial import TrialState
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 needs_chromium = pytest.mark.skipif(
     not CHROMIUM.exists(),
     reason="Debian's chromium is not installed at /usr/bin/chromium (apt-get install chromium; "
@@ -158,20 +148,6 @@ def test_page_escapes_what_trials_hold_and_loads_nothing(sweep: Sweep) -> None:
 # In the browser
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
 class Opened:
     def __init__(self, page: Any, errors: list[str], requests: list[str]) -> None:
         self.page, self.errors, self.requests = page, errors, requests
@@ -181,18 +157,25 @@ class Opened:
 def opened(browser: Any, sweep: Sweep) -> Iterator[Opened]:
     """The report open in one page for the tests below (parsing Plotly's 4.8 MB of JS takes
     seconds): they read it, and the one that sorts the table comes last."""
+    opened = open_report(browser, sweep.report, plots=5)
+    try:
+        yield opened
+    finally:
+        opened.page.close()
+
+
+def open_report(browser: Any, report: Path, plots: int) -> Opened:
+    """The report in a new page, once its ``plots`` are drawn, with every console error and
+    every request it makes recorded."""
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     requests: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("request", lambda r: requests.append(r.url))
-    page.goto(sweep.report.as_uri())
-    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 5")
-    try:
-        yield Opened(page, errors, requests)
-    finally:
-        page.close()
+    page.goto(report.as_uri())
+    page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot').length >= {plots}")
+    return Opened(page, errors, requests)
 
 
 def _trial_ids(sweep: Sweep) -> set[str]:

@@ -7,13 +7,12 @@ from their histories."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import run_cli
-from test_html_report import CHROMIUM, CHROMIUM_ARGS, needs_chromium
+from test_html_report import Opened, needs_chromium, open_report
 
 TRIALS = 8
 
@@ -84,33 +83,10 @@ def test_the_sweep_was_searched_and_pruned(sweep: Sweep) -> None:
     assert sweep.result["counts"]["pruned"] == states.count("pruned")
 
 
-@pytest.fixture(scope="module")
-def page(sweep: Sweep) -> Iterator[tuple[Any, list[str], list[str]]]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            opened = browser.new_page(viewport={"width": 1280, "height": 900})
-            errors: list[str] = []
-            requests: list[str] = []
-            opened.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            opened.on("pageerror", lambda e: errors.append(str(e)))
-            opened.on("request", lambda r: requests.append(r.url))
-            opened.goto(sweep.report.as_uri())
-            opened.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 4")
-            yield opened, errors, requests
-        finally:
-            browser.close()
-
-
 @needs_chromium
-def test_pruned_trials_are_marked_in_the_table_and_the_plots(
-    sweep: Sweep, page: tuple[Any, list[str], list[str]]
-) -> None:
-    opened, errors, requests = page
+def test_pruned_trials_are_marked_in_the_table_and_the_plots(sweep: Sweep, browser: Any) -> None:
+    report: Opened = open_report(browser, sweep.report, plots=4)
+    opened, errors, requests = report.page, report.errors, report.requests
     by_id = {t["trial_id"]: t for t in sweep.result["trials"]}
     rows = opened.eval_on_selector_all(
         "#trials tbody tr",

@@ -178,9 +178,9 @@ def test_the_transformerlab_example_runs_and_ranks_the_designed_best(
     assert "MODEL_NAME in the environment: HuggingFaceTB/SmolLM-135M-Instruct" in log.stdout
 
 
-def test_form_fields_reach_the_job_under_their_name_and_env_var(
-    tmp_path: Path, isolated_home: Path
-) -> None:
+def _form_fields_task(tmp_path: Path) -> Path:
+    """The form-field task in a folder of its own, with a job that keeps its environment
+    (env.json) and reports a metric."""
     folder = tmp_path / "task"
     folder.mkdir()
     (folder / "task.yaml").write_text(FORM_FIELDS.read_text())
@@ -190,6 +190,13 @@ def test_form_fields_reach_the_job_under_their_name_and_env_var(
         "(out / 'env.json').write_text(json.dumps(dict(os.environ)))\n"
         "(out / 'metrics.json').write_text('{\"eval/loss\": 1}')\n"
     )
+    return folder
+
+
+def test_form_fields_reach_the_job_under_their_name_and_env_var(
+    tmp_path: Path, isolated_home: Path
+) -> None:
+    folder = _form_fields_task(tmp_path)
     store = (tmp_path / "store").as_uri()
     done = run_cli(
         "up", str(folder / "task.yaml"), "--local", "--yes", "--store", store,
@@ -328,15 +335,7 @@ def test_a_secret_in_run_and_setup_reaches_the_job_and_no_file(
 def test_a_password_field_comes_from_the_environment_and_is_never_swept(
     tmp_path: Path, isolated_home: Path
 ) -> None:
-    folder = tmp_path / "task"
-    folder.mkdir()
-    (folder / "task.yaml").write_text(FORM_FIELDS.read_text())
-    (folder / "train.py").write_text(
-        "import json, os, pathlib\n"
-        "out = pathlib.Path(os.environ['SKYSWEEP_OUTPUT_DIR'])\n"
-        "(out / 'env.json').write_text(json.dumps(dict(os.environ)))\n"
-        "(out / 'metrics.json').write_text('{\"eval/loss\": 1}')\n"
-    )
+    folder = _form_fields_task(tmp_path)
     task = str(folder / "task.yaml")
     missing = run_cli("up", task, "--local", "--yes", "--dry-run", "--param", "model_name=gpt2")
     assert missing.code == 2, missing

@@ -74,22 +74,67 @@ class Sky:
         )
         return {str(r["job_id"]): r for r in json.loads(done.stdout.strip().splitlines()[-1])}
 
-    def ledger(self, sweep_id: str) -> Ledger:
-        """The sweep's records as the store holds them now."""
+    def s3(self) -> Any:
+        """A client of the test's S3 endpoint (moto), with its dummy credentials."""
         import boto3
 
-        from skysweep.ledger import Ledger
-        from skysweep.store import S3Store
-
-        store = S3Store(f"s3://{BUCKET}/sweeps", endpoint_url=self.env["AWS_ENDPOINT_URL"])
-        store._client = boto3.client(
+        return boto3.client(
             "s3",
             endpoint_url=self.env["AWS_ENDPOINT_URL"],
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
             region_name="us-east-1",
         )
+
+    def ledger(self, sweep_id: str) -> Ledger:
+        """The sweep's records as the store holds them now."""
+        from skysweep.ledger import Ledger
+        from skysweep.store import S3Store
+
+        store = S3Store(f"s3://{BUCKET}/sweeps", endpoint_url=self.env["AWS_ENDPOINT_URL"])
+        store._client = self.s3()
         return Ledger.open(store, sweep_id)
+
+    def put(self, key: str, text: str) -> None:
+        """Write ``text`` at ``key`` under the sweeps' prefix, as a job's wrapper would."""
+        self.s3().put_object(Bucket=BUCKET, Key=f"sweeps/{key}", Body=text.encode())
+
+    def finish(self, sweep_id: str, trial_id: str, loss: float, **times: str) -> None:
+        """What a trial's wrapper writes when it succeeds: its metrics, then its finished
+        record (the jobs here never reach a VM)."""
+        self.put(f"{sweep_id}/trials/{trial_id}/metrics.json", json.dumps({"eval/loss": loss}))
+        record = {"trial_id": trial_id, "state": "succeeded", "exit_code": 0, **times}
+        self.put(f"{sweep_id}/finished/{trial_id}.json", json.dumps(record))
+
+    def watch(self, task: Path, *extra: str) -> subprocess.Popen[str]:
+        """`skysweep up` following the sweep to its end, as a user runs it."""
+        return subprocess.Popen(
+            [
+                sys.executable, "-m", "skysweep", "up", str(task), "--yes",
+                "--store", self.store, "--output", "json", *extra,
+            ],
+            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+    def jobs_when(
+        self, up: subprocess.Popen[str], name: str, count: int, timeout: float = 150
+    ) -> tuple[str, dict[str, Any]]:
+        """The id of the sweep ``up`` drives and its jobs, once it has submitted ``count``."""
+        deadline = time.monotonic() + timeout
+        sweep_id = None
+        while True:
+            assert up.poll() is None, up.communicate()
+            assert time.monotonic() < deadline, f"never {count} jobs"
+            time.sleep(2)
+            if sweep_id is None:
+                listing = self.cli("list", "--store", self.store, "--output", "json")
+                mine = [s for s in json.loads(listing.stdout or "[]") if s["name"] == name]
+                if not mine:
+                    continue
+                sweep_id = mine[0]["sweep_id"]
+            jobs = self.manifest(sweep_id)["jobs"]
+            if len(jobs) >= count:
+                return sweep_id, jobs
 
     def manifest(self, sweep_id: str) -> dict[str, Any]:
         """The sweep's trials and each one's latest job, read from its records in the store."""
@@ -433,54 +478,20 @@ def test_plan_prices_the_optimizers_choice_and_estimates_the_sweep(
 
 
 def test_budget_launches_what_fits_then_ends_the_sweep(sky_server: Sky, tmp_path: Path) -> None:
-    import boto3
-
     price = _catalog_price(_cheapest_two_cpu())
     budget = 0.25
     fits = int(budget // (price * 0.5))  # 5 at $0.096/h: 5 x 0.048 = 0.24 <= 0.25
     task = _task(tmp_path, TWELVE.format(name="budgeted"))
-    up = subprocess.Popen(
-        [
-            sys.executable, "-m", "skysweep", "up", str(task), "--yes",
-            "--expected-minutes", "30", "--max-cost", str(budget),
-            "--store", sky_server.store, "--output", "json",
-        ],
-        env=sky_server.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=sky_server.env["AWS_ENDPOINT_URL"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
+    up = sky_server.watch(task, "--expected-minutes", "30", "--max-cost", str(budget))
     try:
-        deadline = time.monotonic() + 150
-        sweep_id = None
-        while sweep_id is None:
-            assert up.poll() is None and time.monotonic() < deadline
-            time.sleep(2)
-            listing = sky_server.cli("list", "--store", sky_server.store, "--output", "json")
-            mine = [s for s in json.loads(listing.stdout or "[]") if s["name"] == "budgeted"]
-            if mine and sky_server.manifest(mine[0]["sweep_id"])["jobs"]:
-                sweep_id = mine[0]["sweep_id"]
+        sweep_id, _ = sky_server.jobs_when(up, "budgeted", 1)
         time.sleep(6)  # a few looks: the budget must hold while the jobs are pending
         jobs = sky_server.manifest(sweep_id)["jobs"]
         assert len(jobs) == fits
-        # The jobs never reach a VM: write what their wrapper would, 30 minutes each.
-        for trial_id in jobs:
-            base = f"sweeps/{sweep_id}"
-            s3.put_object(
-                Bucket=BUCKET, Key=f"{base}/trials/{trial_id}/metrics.json",
-                Body=json.dumps({"eval/loss": 0.5}).encode(),
-            )  # fmt: skip
-            s3.put_object(
-                Bucket=BUCKET, Key=f"{base}/finished/{trial_id}.json",
-                Body=json.dumps({
-                    "trial_id": trial_id, "state": "succeeded", "exit_code": 0,
-                    "started_at": "2026-01-01T10:00:00+00:00",
-                    "finished_at": "2026-01-01T10:30:00+00:00",
-                }).encode(),
+        for trial_id in jobs:  # 30 minutes each
+            sky_server.finish(
+                sweep_id, trial_id, 0.5,
+                started_at="2026-01-01T10:00:00+00:00", finished_at="2026-01-01T10:30:00+00:00",
             )  # fmt: skip
         out, err = up.communicate(timeout=120)
     finally:
@@ -572,62 +583,18 @@ sweeps:
 
 
 def test_a_bayes_sweep_submits_each_trial_as_a_slot_frees(sky_server: Sky, tmp_path: Path) -> None:
-    import boto3
-
     task = _task(tmp_path, BAYES.format(name="searched"))
-    up = subprocess.Popen(
-        [
-            sys.executable, "-m", "skysweep", "up", str(task), "--yes",
-            "--store", sky_server.store, "--output", "json",
-        ],
-        env=sky_server.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=sky_server.env["AWS_ENDPOINT_URL"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
-
-    def jobs_when(count: int, sweep_id: str | None) -> tuple[str, dict[str, Any]]:
-        deadline = time.monotonic() + 150
-        while True:
-            assert up.poll() is None, up.communicate()
-            assert time.monotonic() < deadline, f"never {count} jobs"
-            time.sleep(2)
-            if sweep_id is None:
-                listing = sky_server.cli("list", "--store", sky_server.store, "--output", "json")
-                mine = [s for s in json.loads(listing.stdout or "[]") if s["name"] == "searched"]
-                if not mine:
-                    continue
-                sweep_id = mine[0]["sweep_id"]
-            jobs = sky_server.manifest(sweep_id)["jobs"]
-            if len(jobs) >= count:
-                return sweep_id, jobs
-
-    def finish(sweep_id: str, trial_id: str, loss: float) -> None:
-        # The jobs never reach a VM: write what their wrapper would.
-        base = f"sweeps/{sweep_id}"
-        s3.put_object(
-            Bucket=BUCKET, Key=f"{base}/trials/{trial_id}/metrics.json",
-            Body=json.dumps({"eval/loss": loss}).encode(),
-        )  # fmt: skip
-        s3.put_object(
-            Bucket=BUCKET, Key=f"{base}/finished/{trial_id}.json",
-            Body=json.dumps({"trial_id": trial_id, "state": "succeeded", "exit_code": 0}).encode(),
-        )  # fmt: skip
-
+    up = sky_server.watch(task)
     try:
-        sweep_id, first = jobs_when(2, None)
+        sweep_id, first = sky_server.jobs_when(up, "searched", 2)
         time.sleep(6)  # a few looks: nothing more is submitted while both slots are taken
         assert sky_server.manifest(sweep_id)["jobs"].keys() == first.keys()
         for n, trial_id in enumerate(first):
-            finish(sweep_id, trial_id, 1.0 + n)
-        _, every = jobs_when(4, sweep_id)
+            sky_server.finish(sweep_id, trial_id, 1.0 + n)
+        _, every = sky_server.jobs_when(up, "searched", 4)
         assert len(every) == 4 and first.keys() < every.keys()
         for n, trial_id in enumerate(every.keys() - first.keys()):
-            finish(sweep_id, trial_id, 0.5 + n)
+            sky_server.finish(sweep_id, trial_id, 0.5 + n)
         out, err = up.communicate(timeout=120)
     finally:
         if up.poll() is None:
@@ -667,44 +634,13 @@ sweeps:
 
 
 def test_a_losing_history_cancels_exactly_that_job(sky_server: Sky, tmp_path: Path) -> None:
-    import boto3
-
     from skysweep.stopping.median import MIN_TRIALS
 
     task = _task(tmp_path, PRUNED.format(name="pruning"))
-    up = subprocess.Popen(
-        [
-            sys.executable, "-m", "skysweep", "up", str(task), "--yes",
-            "--store", sky_server.store, "--output", "json",
-        ],
-        env=sky_server.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=sky_server.env["AWS_ENDPOINT_URL"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
-
-    def put(key: str, body: Any) -> None:
-        s3.put_object(Bucket=BUCKET, Key=key, Body=body.encode())
-
+    up = sky_server.watch(task)
     try:
         deadline = time.monotonic() + 150
-        sweep_id = None
-        jobs: dict[str, Any] = {}
-        while len(jobs) < 4:
-            assert up.poll() is None, up.communicate()
-            assert time.monotonic() < deadline, "never 4 jobs"
-            time.sleep(2)
-            if sweep_id is None:
-                listing = sky_server.cli("list", "--store", sky_server.store, "--output", "json")
-                mine = [s for s in json.loads(listing.stdout or "[]") if s["name"] == "pruning"]
-                if not mine:
-                    continue
-                sweep_id = mine[0]["sweep_id"]
-            jobs = sky_server.manifest(sweep_id)["jobs"]
+        sweep_id, jobs = sky_server.jobs_when(up, "pruning", 4)
         job_of = {t: str(j["job_id"]) for t, j in jobs.items()}
         # The jobs never reach a VM: write the histories their wrappers would. Three trials
         # tie at step 1; the loser's line comes last, so when it is judged the median rule
@@ -712,11 +648,13 @@ def test_a_losing_history_cancels_exactly_that_job(sky_server: Sky, tmp_path: Pa
         # their median.
         assert len(jobs) - 1 == MIN_TRIALS
         *winners, loser = sorted(jobs)
-        base = f"sweeps/{sweep_id}"
         for trial_id in winners:
-            put(f"{base}/trials/{trial_id}/history.jsonl", '{"step": 1, "eval/loss": 0.5}\n')
+            history = '{"step": 1, "eval/loss": 0.5}\n'
+            sky_server.put(f"{sweep_id}/trials/{trial_id}/history.jsonl", history)
         time.sleep(3)  # a look or two with the winners alone: none of them is judged losing
-        put(f"{base}/trials/{loser}/history.jsonl", '{"step": 1, "eval/loss": 2.0}\n')
+        sky_server.put(
+            f"{sweep_id}/trials/{loser}/history.jsonl", '{"step": 1, "eval/loss": 2.0}\n'
+        )
 
         ledger = None
         while True:
@@ -752,11 +690,7 @@ def test_a_losing_history_cancels_exactly_that_job(sky_server: Sky, tmp_path: Pa
             assert queue[job_of[trial_id]]["status"] in ("PENDING", "STARTING", "SUBMITTED")
 
         for n, trial_id in enumerate(winners):
-            put(f"{base}/trials/{trial_id}/metrics.json", json.dumps({"eval/loss": 0.4 + n / 10}))
-            put(
-                f"{base}/finished/{trial_id}.json",
-                json.dumps({"trial_id": trial_id, "state": "succeeded", "exit_code": 0}),
-            )
+            sky_server.finish(sweep_id, trial_id, 0.4 + n / 10)
         out, err = up.communicate(timeout=120)
     finally:
         if up.poll() is None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from conftest import run_cli
 
 TRAIN = """\
-import json, os, time
+import json, os, sys, time
 params = json.loads(os.environ["SKYSWEEP_PARAMS"])
 out = os.environ["SKYSWEEP_OUTPUT_DIR"]
 final = float(params["quality"])
@@ -19,7 +19,7 @@ for step in range(1, 10):
     loss = final + (9 - step) * 0.1
     with open(os.path.join(out, "history.jsonl"), "a") as f:
         f.write(json.dumps({"step": step, "eval/loss": round(loss, 4)}) + "\\n")
-    time.sleep(0.3)
+    time.sleep(float(sys.argv[1]) if len(sys.argv) > 1 else 0.3)
 with open(os.path.join(out, "metrics.json"), "w") as f:
     json.dump({"eval/loss": final}, f)
 """

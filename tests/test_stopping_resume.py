@@ -16,26 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from conftest import run_cli
-
-TRAIN = """\
-import json, os, time
-params = json.loads(os.environ["SKYSWEEP_PARAMS"])
-out = os.environ["SKYSWEEP_OUTPUT_DIR"]
-final = float(params["quality"])
-for step in range(1, 10):
-    loss = final + (9 - step) * 0.1
-    with open(os.path.join(out, "history.jsonl"), "a") as f:
-        f.write(json.dumps({"step": step, "eval/loss": round(loss, 4)}) + "\\n")
-    time.sleep(0.7)
-with open(os.path.join(out, "metrics.json"), "w") as f:
-    json.dump({"eval/loss": final}, f)
-"""
+from test_stopping_local import TRAIN
 
 # Three at a time: the first controller prunes some of the first three and launches more;
 # the resumed one must launch the rest and leave what was decided alone.
 TASK = """\
 name: prune-resume
-run: python train.py
+run: python train.py 0.7  # seconds a step: time to kill it mid-way
 parameters:
   quality: 0.5
 sweeps:
