@@ -23,10 +23,11 @@ from skysweep.errors import SkysweepError, UsageError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from skysweep.backends import Backend
     from skysweep.backends.sky import BackgroundValidation
     from skysweep.controller import Controller, Look
     from skysweep.cost import SweepCost
-    from skysweep.ledger import Ledger
+    from skysweep.ledger import Ledger, SweepHeader
     from skysweep.load import SearchOverrides
     from skysweep.rank import Ranking
     from skysweep.render import RenderedTrial
@@ -468,9 +469,10 @@ def up(
         or (task.sweeps.max_parallel if task.sweeps else None)
         or (default_parallelism(task, expected) if local else expected)
     )
-    # Only a local sweep keeps a controller on this machine after `up` returns; a detached
-    # SkyPilot sweep is submitted whole (a controller in the cloud is the next step).
-    if detach and not local and parallel < expected:
+    # A detached SkyPilot sweep is driven by its controller job, in a job group; an API
+    # server without job groups gets the whole sweep submitted at once instead.
+    groups = not local and _job_groups()
+    if detach and not local and not groups and parallel < expected:
         raise UsageError(
             f"--detach cannot hold {expected} SkyPilot trials to --max-parallel {parallel}: "
             "nobody would be watching to launch the rest",
@@ -497,6 +499,8 @@ def up(
     plan = backend.plan(preview)
     for line in plan.lines:
         err.print(line, markup=False)
+    if not local:
+        _show_controller(err, task, the_id, parallel, detach=detach, groups=groups)
     minutes = cost.expected_minutes(expected_minutes, task.minutes_requested)
     budget = max_cost or (
         task.sweeps.budget.max_cost_usd if task.sweeps and task.sweeps.budget else None
@@ -528,28 +532,142 @@ def up(
 
     from skysweep.ledger import Ledger
 
-    if sweep_id is not None and Ledger.exists(the_store, the_id):
+    header = SweepHeader.new(
+        sweep_id=the_id,
+        task=task,
+        task_file=task_file.resolve(),
+        backend=backend.name,
+        store_url=the_store.url,
+        max_parallel=parallel,
+        expected_trials=expected,
+        spread=spread,
+        sweep_flags=sweep or [],
+        max_cost_usd=budget,
+        expected_minutes=minutes,
+        prices={k: p for k, p in plan.prices.items() if p is not None},
+    )
+    resuming = sweep_id is not None and Ledger.exists(the_store, the_id)
+    if detach and groups:
+        _detach_to_cloud(err, the_store, header, resuming, backend, task_dir, hints, output)
+        return
+    if resuming:
         ledger = Ledger.open(the_store, the_id)
         if max_parallel is None:
             parallel = ledger.header.max_parallel or parallel
         driving = session.resume(ledger, task, task_file, backend, parallel)
     else:
-        header = SweepHeader.new(
-            sweep_id=the_id,
-            task=task,
-            task_file=task_file.resolve(),
-            backend=backend.name,
-            store_url=the_store.url,
-            max_parallel=parallel,
-            expected_trials=expected,
-            spread=spread,
-            sweep_flags=sweep or [],
-            max_cost_usd=budget,
-            expected_minutes=minutes,
-            prices={k: p for k, p in plan.prices.items() if p is not None},
-        )
         driving = session.start(the_store, header, backend, task_dir, parallel)
+    if groups:
+        _stand_by(err, driving, task_dir)
     _drive(err, driving, hints, task_dir, parallel, detach=detach, output=output)
+
+
+def _job_groups() -> bool:
+    """Whether the SkyPilot API server can hold a sweep in a job group (asked once)."""
+    from skysweep.backends.sky import api_server
+
+    return api_server().groups
+
+
+def _show_controller(
+    err: Console, task: TaskSpec, sweep_id: str, parallel: int, *, detach: bool, groups: bool
+) -> None:
+    from skysweep import controller_job
+    from skysweep.backends.sky import JOB_GROUP_API_VERSION, JOB_GROUP_RELEASE
+
+    if not groups:
+        err.print(
+            "this SkyPilot API server cannot attach jobs to a job group (SkyPilot "
+            f"{JOB_GROUP_RELEASE}, API version {JOB_GROUP_API_VERSION}): trials are jobs of "
+            "their own"
+            + (
+                "; --detach submits every trial now and no controller runs in the cloud"
+                if detach
+                else ""
+            ),
+            markup=False,
+        )
+        return
+    where = json.dumps(controller_job.resources(task), sort_keys=True)
+    if detach:
+        err.print(
+            f"controller: a SkyPilot job group named {sweep_id} runs `skysweep controller` "
+            f"on {where}; it launches the trials into the group, at most {parallel} at once",
+            markup=False,
+        )
+    else:
+        err.print(
+            f"controller: the trials join a SkyPilot job group named {sweep_id}; its "
+            f"controller job stands by on {where} and takes the sweep over if this machine "
+            "stops watching",
+            markup=False,
+        )
+
+
+def _stand_by(err: Console, driving: Driving, task_dir: Path) -> None:
+    """Launch the sweep's job group with its controller standing by; without it the trials
+    still run, as jobs of their own."""
+    from skysweep import session
+
+    try:
+        group = session.launch_controller_job(
+            driving.ledger, driving.controller.backend, task_dir, detached=False
+        )
+    except SkysweepError as exc:
+        err.print(f"note: no job group for the sweep: {exc}", markup=False)
+        return
+    err.print(
+        f"job group: SkyPilot job {group.job_id} ({group.name}); its controller stands by",
+        markup=False,
+    )
+
+
+def _detach_to_cloud(
+    err: Console,
+    store: Store,
+    header: SweepHeader,
+    resuming: bool,
+    backend: Backend,
+    task_dir: Path,
+    hints: Hints,
+    output: Output,
+) -> None:
+    """`up --detach` on SkyPilot: record the sweep and launch its job group, whose controller
+    launches the trials; nothing else is launched from here."""
+    from skysweep import session
+    from skysweep.ledger import Ledger
+
+    sweep_id = header.sweep_id
+    if resuming:
+        ledger = Ledger.open(store, sweep_id)
+        ledger.require_writable()
+        if ledger.header.backend != backend.name:
+            raise UsageError(
+                f"sweep {sweep_id} runs on the {ledger.header.backend} backend",
+                hint="resume it with --local",
+            )
+        ledger.clear_stop()
+    else:
+        ledger = Ledger.create(store, header)
+    group = session.launch_controller_job(ledger, backend, task_dir, detached=True)
+    if output is Output.json:
+        print(
+            json.dumps(
+                {
+                    "sweep_id": ledger.sweep_id,
+                    "store_url": hints.sweep_url,
+                    "backend": backend.name,
+                    "trials": ledger.header.expected_trials or len(ledger.trials),
+                    "launched": [],
+                    "skipped": [],
+                    "controller_job_id": group.job_id,
+                }
+            )
+        )
+    err.print(
+        f"submitted sweep [bold]{ledger.sweep_id}[/]: its controller is SkyPilot job "
+        f"{group.job_id}, which launches the trials; follow it with: {hints.wait}"
+    )
 
 
 class Hints:
@@ -641,6 +759,8 @@ def _drive(
     except KeyboardInterrupt:
         _interrupted(err, driving, hints, task_dir, parallel)
     driving.lease.release()
+    if final.actions.done:
+        _end_group(err, ledger)
     if final.actions.stop:
         err.print(f"stopped: {final.actions.stop}", markup=False)
     ranking = _ranking(ledger, final.results)
@@ -655,6 +775,23 @@ def _drive(
     )
     _write_up_report(err, ledger, ranking, summary)
     raise typer.Exit(0 if ranking.all_succeeded else 1)
+
+
+def _end_group(err: Console, ledger: Ledger) -> None:
+    """The sweep is done: its standing-by controller job has nothing left to take over."""
+    if ledger.header.backend != "sky":
+        return
+    group = ledger.group()
+    if group is None or group.detached:
+        return
+    try:
+        _cancel_group(ledger)
+    except SkysweepError as exc:
+        err.print(
+            f"note: the sweep's controller job {group.job_id} was not cancelled ({exc}); "
+            "it ends by itself, finding the sweep done",
+            markup=False,
+        )
 
 
 def _write_up_report(err: Console, ledger: Ledger, ranking: Ranking, summary: SweepCost) -> None:
@@ -680,15 +817,22 @@ def _interrupted(
     from skysweep import session
 
     handed = driving.controller.backend.runs_here
+    group = getattr(driving.controller.backend, "group", None)
     if handed:
         session.detach(driving, task_dir, parallel)
     else:
         driving.lease.release()
+    if handed:
+        carries_on = " and a controller in the background launches the rest."
+    elif group is not None:
+        carries_on = f" and the sweep's controller job (SkyPilot job {group}) takes it over."
+    else:
+        carries_on = "."
     err.print(
         "\nstopped watching; the trials keep running"
-        + (" and a controller in the background launches the rest." if handed else ".")
+        + carries_on
         + f"\n  watch:  {hints.wait}\n  cancel: {hints.down}"
-        + ("" if handed else f"\n  resume: {hints.resume}"),
+        + ("" if handed or group is not None else f"\n  resume: {hints.resume}"),
         markup=False,
     )
     # Everything is recorded and handed over; a second Ctrl-C while Python shuts down must
@@ -1017,12 +1161,15 @@ def status(
     """Show every trial's state, merging the backend's job states with the store."""
     from skysweep.report import ranking_json, ranking_table
 
-    _, ledger = _open(sweep, store)
+    ref, ledger = _open(sweep, store)
     ranking, summary = _look(ledger)
     ranking, progress = _with_progress(ledger, ranking)
+    driver = _driver(ref, ledger, ranking)
     if output is Output.json:
         data = _with_cost(ranking_json(ranking), summary)
         data["progress"] = {t: {"step": s, "value": v} for t, (s, v) in progress.items()}
+        if driver is not None:
+            data["controller"] = driver
         print(json.dumps(data, indent=2))
     else:
         header = ledger.header
@@ -1037,6 +1184,47 @@ def status(
         )
         for line in summary.lines():
             _out().print(line, markup=False)
+        if driver is not None:
+            _out().print(driver["summary"], markup=False)
+
+
+def _driver(ref: SweepRef, ledger: Ledger, ranking: Ranking) -> dict[str, Any] | None:
+    """Who drives a sweep that is not over: the lease's holder, and on SkyPilot the state of
+    the sweep's controller job; None once the sweep is over."""
+    from skysweep import lease
+    from skysweep.trial import TrialState
+
+    more = (ledger.header.expected_trials or 0) - len(ranking.trials)
+    live = any(TrialState(t.result.state).in_flight for t in ranking.trials)
+    if ledger.legacy or ledger.stop_requested or not (live or more > 0):
+        return None
+    holder = lease.current(ref.store, ledger.sweep_id)
+    group = ledger.group() if ledger.header.backend == "sky" else None
+    out: dict[str, Any] = {"driver": holder.describe() if holder else None}
+    words = []
+    if group is not None:
+        from skysweep.backends.sky import SkyBackend
+
+        backend = SkyBackend()
+        backend.group = group.job_id
+        state: str
+        try:
+            view = backend.group_view()
+            state, detail = view.state, view.detail
+        except SkysweepError as exc:
+            state, detail = "unknown", str(exc)
+        out.update(job_id=group.job_id, state=state, detail=detail)
+        words.append(f"controller job: SkyPilot job {group.job_id} {state} ({detail})")
+    take_over = shlex.join(["skysweep", "controller", ref.url])
+    out["take_over"] = take_over
+    if holder is not None:
+        words.append(f"driven by {holder.describe()}")
+    else:
+        words.append(
+            f"nobody drives the sweep now; take it over from any machine with: {take_over}"
+        )
+    out["summary"] = "; ".join(words)
+    return out
 
 
 @app.command()
@@ -1235,8 +1423,10 @@ def down(sweep: SweepArg, store: StoreOpt = None) -> None:
     from skysweep.session import watcher, who
 
     ref, ledger = _open(sweep, store)
+    group_cancelled = False
     if not ledger.legacy:
         ledger.ask_stop(by=who())
+        group_cancelled = _cancel_group(ledger)
         # A controller that drives the sweep sees the request at its next look and stops.
         deadline = time.monotonic() + 15
         while lease.current(ref.store, ledger.sweep_id) and time.monotonic() < deadline:
@@ -1246,10 +1436,85 @@ def down(sweep: SweepArg, store: StoreOpt = None) -> None:
     controller.observe()
     live = [t for t, r in controller.results.items() if r.state.in_flight]
     cancelled = controller.cancel(live) if live else []
+    if group_cancelled:
+        group = ledger.group()
+        assert group is not None
+        _err().print(
+            f"sweep {ledger.sweep_id}: cancelled its job group (SkyPilot job {group.job_id}): "
+            "its controller and every trial attached to it",
+            markup=False,
+        )
     _err().print(
         f"sweep {ledger.sweep_id}: cancelled {len(cancelled)} job(s)"
         + (f" ({', '.join(cancelled)})" if cancelled else "; nothing was running"),
         markup=False,
+    )
+
+
+def _cancel_group(ledger: Ledger) -> bool:
+    """Cancel the sweep's SkyPilot job group, if it has a live one."""
+    if ledger.header.backend != "sky":
+        return False
+    group = ledger.group()
+    if group is None:
+        return False
+    from skysweep.backends.sky import SkyBackend
+
+    backend = SkyBackend()
+    backend.group = group.job_id
+    return backend.cancel_group()
+
+
+@app.command()
+def controller(
+    sweep: SweepArg,
+    store: StoreOpt = None,
+    task_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--task-dir",
+            help="The task's folder (the trials' workdir). Default: the folder of the task "
+            "file the sweep was started with, if it exists here, else the current folder.",
+        ),
+    ] = None,
+    max_parallel: Annotated[
+        int | None,
+        typer.Option(
+            "--max-parallel", min=1, help="At most N trials at once. Default: the sweep's."
+        ),
+    ] = None,
+) -> None:
+    """Drive a sweep until it is done, from any machine: what a watching `up` does after
+    launching, with plain timestamped log lines instead of the terminal UI.
+
+    It takes the sweep's lease, so it is safe to start anywhere: while another controller
+    drives the sweep it stands by, and takes over when that one stops. It continues from
+    the store after a restart and never launches a trial twice. On SkyPilot this is the task
+    of the sweep's job group (`up --detach`); it exits 0 when the sweep is done or stopped.
+    """
+    import time
+
+    from skysweep import __version__, session
+
+    ref, ledger = _open(sweep, store)
+    ledger.require_writable()
+    folder = task_dir
+    if folder is None:
+        recorded = Path(ledger.header.task_file).parent
+        folder = recorded if recorded.is_dir() else Path.cwd()
+    if not folder.is_dir():
+        raise UsageError(
+            f"--task-dir {folder}: no such folder",
+            hint="give the folder of the sweep's task file (its trials' workdir)",
+        )
+
+    def log(line: str) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        print(f"{stamp} {line}", flush=True)
+
+    log(f"controller for sweep {ref.url} (skysweep {__version__})")
+    session.run_controller(
+        ref.store, ref.sweep_id, folder.resolve(), log, max_parallel=max_parallel
     )
 
 

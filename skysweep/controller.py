@@ -90,12 +90,16 @@ class Actions:
     with the trials it has."""
 
 
+LEASE_LOST = "another controller took over the sweep's lease"
+STOP_ASKED = "asked to stop (skysweep down)"
+
+
 def decide(snapshot: Snapshot, policy: Policy) -> Actions:
     """What to do next, from what the sweep looks like now. No I/O, no clock."""
     if not snapshot.lease_held:
-        return Actions(stop="another controller took over the sweep's lease")
+        return Actions(stop=LEASE_LOST)
     if snapshot.stop_requested:
-        return Actions(stop="asked to stop (skysweep down)")
+        return Actions(stop=STOP_ASKED)
     in_flight = 0
     waiting: list[str] = []
     for trial in snapshot.trials:

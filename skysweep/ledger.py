@@ -7,6 +7,7 @@ time never rewrites a large document.
 <sweep>/records/<trial>/trial.json         one per trial: index, parameters, resources
 <sweep>/records/<trial>/attempt-<n>.json   one per launch: job handle, submit tries, error
 <sweep>/requests/<trial>-after-<n>.json    "run this trial again after attempt n" (retry)
+<sweep>/group.json                         the sweep's SkyPilot job group, when it has one
 ```
 
 A reader lists ``records/`` and ``requests/`` once and fetches only what changed since its
@@ -34,6 +35,7 @@ from skysweep.task import EarlyTerminate, ParamValue, TaskSpec, WrittenFloat
 from skysweep.trial import RETRYABLE_STATES, Attempt, JobHandle, Trial, TrialState
 
 HEADER = "sweep.json"
+GROUP = "group.json"
 STOP = "requests/stop.json"
 RECORDS_SNAPSHOT = "records.json"
 FORMAT = 2
@@ -204,6 +206,19 @@ class RetryRequest(BaseModel):
     by: str = ""
     include_pruned: bool = False
     """Relaunch the trial even if the stopping rule stopped it (``retry --include-pruned``)."""
+
+
+class JobGroup(BaseModel):
+    """The SkyPilot job group a sweep's jobs belong to: a managed job named after the sweep
+    whose one task is the sweep's controller (``skysweep controller``). Trials are attached
+    to it, so SkyPilot shows the sweep as one tree and cancelling the group cancels them."""
+
+    job_id: int
+    name: str
+    launched_at: str
+    detached: bool
+    """True: the controller job drives the sweep from the start (``up --detach``). False: it
+    stands by while a watching ``up`` drives, and takes over if that stops."""
 
 
 def _installed(distribution: str) -> str | None:
@@ -475,6 +490,19 @@ class Ledger:
         """Ask the sweep's controller to stop launching (``skysweep down``)."""
         self._write_all([(join(self.sweep_id, STOP), json.dumps({"by": by, "at": now()}).encode())])
         self.stop_requested = True
+
+    def group(self) -> JobGroup | None:
+        """The sweep's job group, if it has one (one read)."""
+        data = self.store.get(join(self.sweep_id, GROUP))
+        if data is None:
+            return None
+        try:
+            return JobGroup.model_validate_json(data)
+        except ValidationError as exc:
+            raise StoreError(f"{self.url}/{GROUP} is not a job group record: {exc}") from exc
+
+    def set_group(self, group: JobGroup) -> None:
+        self._write_all([(join(self.sweep_id, GROUP), group.model_dump_json().encode())])
 
     def clear_stop(self) -> None:
         if self.stop_requested:

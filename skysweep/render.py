@@ -220,7 +220,7 @@ def resolve_secrets(rendered: RenderedTrial, environ: dict[str, str]) -> dict[st
 
         def lookup(match: Any, env_name: str = env_name) -> str:
             name = match.group(1)
-            value = _secret_value(name, environ)
+            value = secret_value(name, environ)
             if value is not None:
                 return value
             raise SecretMissingError(
@@ -234,10 +234,10 @@ def resolve_secrets(rendered: RenderedTrial, environ: dict[str, str]) -> dict[st
 
 
 def missing_secrets(task: TaskSpec, environ: dict[str, str]) -> list[str]:
-    return [n for n in task.secret_names() if _secret_value(n, environ) is None]
+    return [n for n in task.secret_names() if secret_value(n, environ) is None]
 
 
-def _secret_value(name: str, environ: dict[str, str]) -> str | None:
+def secret_value(name: str, environ: dict[str, str]) -> str | None:
     """``NAME`` from the environment, else ``NAME`` without its leading underscores."""
     for candidate in (name, name.lstrip("_")):
         if candidate in environ:

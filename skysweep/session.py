@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from skysweep.backends import Backend, get_backend
-from skysweep.controller import Controller, Look, Policy
+from skysweep.controller import LEASE_LOST, Controller, Look, Policy
 from skysweep.errors import UsageError
 from skysweep.launch import Launcher
 from skysweep.lease import Lease, LeaseHeldError
-from skysweep.ledger import Ledger, SweepHeader
+from skysweep.ledger import JobGroup, Ledger, SweepHeader, now
 from skysweep.process import start_module
 from skysweep.search import TrialSource, source_for
 from skysweep.store import Store, open_store
@@ -61,8 +61,15 @@ class Driving:
         first and the requests read after, so either this controller sees the request (and
         takes the lease again) or the retry that wrote it finds the lease free and drives.
         """
+        watch = GroupWatch(self.ledger, self.controller.backend)
+
+        def look_and_watch(look: Look) -> None:
+            watch()
+            if on_look is not None:
+                on_look(look)
+
         while True:
-            final = self.controller.run(on_look=on_look)
+            final = self.controller.run(on_look=look_and_watch)
             self.ledger.save_snapshot()
             self.lease.release()
             if not final.actions.done:
@@ -78,6 +85,38 @@ class Driving:
             except LeaseHeldError:
                 return final  # the retry took the sweep over
             self.controller.lease = self.lease
+
+
+class GroupWatch:
+    """Stops the sweep when someone cancels its SkyPilot job group (``sky jobs cancel``):
+    SkyPilot cancels its trials with it, and nothing may launch more. Asks SkyPilot at most
+    every ``every`` seconds, and at once when a launch was refused for that reason."""
+
+    def __init__(self, ledger: Ledger, backend: Backend, every: float = 30.0) -> None:
+        self.ledger = ledger
+        self.backend = backend
+        self.every = every
+        self._next = 0.0
+
+    def __call__(self) -> None:
+        import time
+
+        from skysweep.backends.sky import SkyBackend
+
+        backend = self.backend
+        if not isinstance(backend, SkyBackend) or backend.group is None:
+            return
+        if self.ledger.stop_requested:
+            return
+        if not backend.group_cancelled and time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + self.every
+        try:
+            cancelled = backend.group_cancelled or backend.group_view().cancelled
+        except Exception:
+            return  # a look at the group is a courtesy: the next one tries again
+        if cancelled:
+            self.ledger.ask_stop(by="SkyPilot: the sweep's job group was cancelled")
 
 
 def start(
@@ -163,6 +202,7 @@ def _controller(
 ) -> Controller:
     task = ledger.header.task_spec()
     source: TrialSource = source_for(task, ledger.sweep_id)
+    attach_group(ledger, backend)
     return Controller(
         ledger,
         backend,
@@ -187,6 +227,136 @@ def watcher(ledger: Ledger, backend: Backend | None = None) -> Controller:
         policy=Policy(max_parallel=0),
         lease=None,
     )
+
+
+# ---------------------------------------------------------------------------------------
+# The sweep's controller as a SkyPilot job: a job group named after the sweep.
+
+TASK_MOUNT = "~/.skysweep/task"
+"""Where the controller job finds the task's folder (the trials' workdir)."""
+
+
+def launch_controller_job(
+    ledger: Ledger,
+    backend: Backend,
+    task_dir: Path,
+    *,
+    detached: bool,
+    environ: dict[str, str] | None = None,
+) -> JobGroup:
+    """Launch the sweep's job group, whose task runs ``skysweep controller``, and record it;
+    from now on the backend attaches every trial to it.
+
+    Detached, the controller drives the sweep from the start. Otherwise it stands by while
+    this process drives, and takes the sweep over if this process stops (its lease runs
+    out or is handed back)."""
+    from skysweep import controller_job
+    from skysweep.backends.sky import SkyBackend
+    from skysweep.render import secret_value
+
+    assert isinstance(backend, SkyBackend)
+    environ = dict(os.environ if environ is None else environ)
+    store, sweep_id = ledger.store, ledger.sweep_id
+    task = ledger.header.task_spec()
+    secrets = controller_job.store_secrets(store.url, environ)
+    for name in task.secret_names():  # the trials' {{secret.NAME}}, for its launches
+        value = secret_value(name, environ)
+        if value is not None:
+            secrets[name] = value
+    with controller_job.staged_package() as package:
+        spec = controller_job.spec(
+            task,
+            sweep_id,
+            store.url,
+            getattr(store, "endpoint_url", None),
+            package,
+            task_dir=(str(task_dir), TASK_MOUNT),
+        )
+        job_id = backend.launch_group(spec, secrets)
+    group = JobGroup(job_id=job_id, name=sweep_id, launched_at=now(), detached=detached)
+    ledger.set_group(group)
+    return group
+
+
+def attach_group(ledger: Ledger, backend: Backend) -> JobGroup | None:
+    """Point the backend at the sweep's job group, if it has one."""
+    group = ledger.group() if ledger.header.backend == "sky" else None
+    if group is not None and hasattr(backend, "group"):
+        backend.group = group.job_id
+    return group
+
+
+def run_controller(
+    store: Store,
+    sweep_id: str,
+    task_dir: Path,
+    log: Callable[[str], None],
+    *,
+    max_parallel: int | None = None,
+    standby_seconds: float = 15.0,
+) -> Look | None:
+    """``skysweep controller``: drive the sweep until it is done.
+
+    While another process holds the sweep's lease (a watching ``up``, a controller that was
+    restarted), stand by and take it over when it is handed back or runs out; a controller
+    that loses the lease stands by again. Continues from the store: trials launched before
+    are counted, never launched again. Returns the last look, or None when the sweep was
+    stopped (``skysweep down``) while standing by.
+    """
+    import time
+
+    ledger = Ledger.open(store, sweep_id)
+    ledger.require_writable()
+    backend = get_backend(ledger.header.backend)
+    group = attach_group(ledger, backend)
+    if group is not None:
+        log(f"the sweep's job group is SkyPilot job {group.job_id} ({group.name})")
+    parallel = max_parallel or ledger.header.max_parallel or 1
+    waiting_for: str | None = None
+    while True:
+        ledger.refresh(records=False)
+        if ledger.stop_requested:
+            log("the sweep was stopped (skysweep down): nothing more to drive")
+            return None
+        try:
+            lease = Lease.acquire(store, sweep_id)
+        except LeaseHeldError as held:
+            if waiting_for != held.holder.token:
+                waiting_for = held.holder.token
+                log(
+                    f"standing by: {held.holder.describe()} drives the sweep; taking over "
+                    "when it stops"
+                )
+            time.sleep(max(0.5, min(standby_seconds, held.holder.expires_at - time.time())))
+            continue
+        waiting_for = None
+        log(f"driving the sweep ({who()}), at most {parallel} trial(s) at once")
+        driving = Driving(
+            ledger, lease, _controller(ledger, backend, task_dir, parallel, lease), [], True
+        )
+        driving.controller.observe()
+        final = driving.run_to_end(on_look=_logger(log, driving.controller))
+        for note in getattr(backend, "notes", []):
+            log(f"note: {note}")
+        if final.actions.stop == LEASE_LOST:
+            log("another controller took the sweep over: standing by")
+            continue
+        log(f"controller: {final.actions.stop or 'sweep done'}")
+        return final
+
+
+def _logger(log: Callable[[str], None], controller: Controller) -> Callable[[Look], None]:
+    def on_look(look: Look) -> None:
+        if look.launched:
+            log(f"launched {', '.join(look.launched)}")
+        for prune in look.pruned:
+            log(f"stopped {prune.trial_id}: {prune.reason}")
+        for trial_id in sorted(look.changed):
+            result = look.results.get(trial_id)
+            if result is not None and result.finished:
+                log(f"{trial_id} {result.state}")
+
+    return on_look
 
 
 # ---------------------------------------------------------------------------------------

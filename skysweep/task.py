@@ -422,6 +422,14 @@ class EarlyTerminate(_Strict):
         return self
 
 
+class ControllerSettings(_Strict):
+    """``sweeps.controller``: the SkyPilot job that drives a detached sweep."""
+
+    resources: Resources | None = None
+    """Where the controller runs; default the cheapest small CPU instance among the sweep's
+    providers, on demand (``use_spot: true`` here to allow spot)."""
+
+
 class Sweep(_Strict):
     """The ``sweeps`` section: what to vary and how to judge it.
 
@@ -441,6 +449,7 @@ class Sweep(_Strict):
     max_parallel: Annotated[int, Field(ge=1)] | None = None
     budget: Budget | None = None
     early_terminate: EarlyTerminate | None = None
+    controller: ControllerSettings | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -45,6 +45,10 @@ SUBMIT_ATTEMPTS = 3
 # guards). Nightlies in between are not told apart, so they get the path that works on all.
 NUM_JOBS_WITHOUT_POOL_API_VERSION = 56
 NUM_JOBS_WITHOUT_POOL_RELEASE = "0.13.0"
+# Job groups that accept jobs attached after launch (``sky.jobs.launch(job_group=...)``):
+# API version 61 (SkyPilot 0.14), sky/server/constants.py MIN_JOBS_PARENT_LINK_API_VERSION.
+JOB_GROUP_API_VERSION = 61
+JOB_GROUP_RELEASE = "0.14.0"
 BACKOFF_SECONDS = 1.0
 TRIAL_ENVS = ("SKYSWEEP_PARAMS", "SKYSWEEP_TRIAL_ID", "SKYSWEEP_OUTPUT_DIR")
 STATE_OF = {
@@ -284,6 +288,17 @@ def _retryable(exc: BaseException) -> bool:
     )
 
 
+def _attach_refused(exc: BaseException) -> bool:
+    """SkyPilot refused to attach a job to a group: the group is no longer running, or the
+    server keeps managed jobs on a separate controller (sky/jobs/server/core.py)."""
+    from sky import exceptions
+
+    text = str(exc)
+    return (isinstance(exc, exceptions.NotSupportedError) and "job group" in text) or (
+        isinstance(exc, ValueError) and text.startswith("Cannot attach to job")
+    )
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".strip().rstrip(":")
@@ -335,6 +350,11 @@ class ApiServer:
         return (
             self.api_version is not None and self.api_version >= NUM_JOBS_WITHOUT_POOL_API_VERSION
         )
+
+    @property
+    def groups(self) -> bool:
+        """Whether a sweep's jobs can be attached to a job group after it is launched."""
+        return self.api_version is not None and self.api_version >= JOB_GROUP_API_VERSION
 
     def plan_line(self, trials: int, requests: int) -> str:
         head = f"SkyPilot API server {self.version} (API version {self.api_version or '?'})"
@@ -517,6 +537,16 @@ class SkyBackend:
     name = "sky"
     runs_here = False
 
+    def __init__(self) -> None:
+        self.group: int | None = None
+        """The sweep's job group: every trial is attached to it (None: SkyPilot's default,
+        which attaches to the surrounding group when launched from inside one)."""
+        self.group_cancelled = False
+        """A launch was refused because the sweep's group was cancelled."""
+        self.notes: list[str] = []
+        """What went differently than asked, for the driver to show (e.g. a group that
+        could not take more jobs)."""
+
     def placement(self, store: Store, sweep_id: str) -> Placement:
         scheme = store.url.split("://", 1)[0]
         if scheme not in S3_SCHEMES:
@@ -558,14 +588,7 @@ class SkyBackend:
                 attempts[i] += 1
                 count = len(groups[i].trials)
                 try:
-                    sent.append(
-                        (
-                            i,
-                            sky.jobs.launch(
-                                tasks[i], name=groups[i].name, num_jobs=count if count > 1 else None
-                            ),
-                        )
-                    )
+                    sent.append((i, self._launch(sky, tasks[i], groups[i].name, count)))
                 except Exception as exc:
                     errors[i] = exc
             for i, request_id in sent:
@@ -575,7 +598,21 @@ class SkyBackend:
                     errors.pop(i, None)
                 except Exception as exc:
                     errors[i] = exc
-            remaining = [i for i, exc in errors.items() if _retryable(exc)]
+            refused = [i for i, exc in errors.items() if _attach_refused(exc)]
+            if refused and self.group is not None and self.group_view().cancelled:
+                # Someone cancelled the sweep's group: its trials are not launched elsewhere.
+                self.group_cancelled = True
+                refused = []
+            elif refused and self.group is not None:
+                # The group ended, or this server runs its jobs controller apart (no dynamic
+                # groups): the trials still run, as jobs of their own.
+                self.notes.append(
+                    f"SkyPilot would not attach trials to the sweep's job group "
+                    f"{self.group} ({_describe(errors[refused[0]])}); they are launched as "
+                    "jobs of their own"
+                )
+                self.group = None
+            remaining = [i for i, exc in errors.items() if _retryable(exc) or i in refused]
             if not remaining:
                 break
         if errors and not job_ids and all(_is_unreachable(e) for e in errors.values()):
@@ -603,6 +640,12 @@ class SkyBackend:
                     else "SkyPilot returned no job id",
                 )
         return records
+
+    def _launch(self, sky: Any, task: Any, name: str, count: int) -> Any:
+        num_jobs = count if count > 1 else None
+        if self.group is None:
+            return sky.jobs.launch(task, name=name, num_jobs=num_jobs)
+        return sky.jobs.launch(task, name=name, num_jobs=num_jobs, job_group=self.group)
 
     @staticmethod
     def _task(sky: Any, batch: Batch, request: LaunchRequest) -> Any:
@@ -659,9 +702,119 @@ class SkyBackend:
     def find(
         self, store: Store, sweep_id: str, trial_id: str, attempt: int
     ) -> JobHandle | Literal["unknown"] | None:
-        # A managed job carries no mark of its trial and attempt that the queue could be
-        # asked about reliably; a wrong "nothing started" would run the trial twice.
-        return "unknown"
+        """The job of an attempt whose driver stopped while submitting it, among the jobs
+        attached to the sweep's group since the attempt's intent was written.
+
+        Only a group's members can be told apart from other jobs with certainty: a trial's
+        job carries its trial id in its envs, or in the rank prelude of its batch (rank r
+        of a batch is the r-th lowest job id of the batch). Without a group: "unknown".
+        """
+        if self.group is None:
+            return "unknown"
+        from skysweep.ledger import Ledger
+
+        ledger = Ledger.open(store, sweep_id)
+        latest = ledger.latest(trial_id)
+        if latest is None or latest.number != attempt:
+            return "unknown"
+        since = datetime.fromisoformat(latest.submitted_at).timestamp() - SUBMITTED_SLACK_SECONDS
+        try:
+            members = self._members(since)
+        except Exception:
+            return "unknown"
+        return _job_of(members, trial_id) or None
+
+    def _members(self, since: float) -> list[dict[str, Any]]:
+        """The jobs attached to the sweep's group submitted at or after ``since``."""
+        sky = _sky()
+        records, *_ = sky.get(
+            sky.jobs.queue_v2(
+                refresh=False,
+                all_users=False,
+                submitted_after=since,
+                fields=["job_id", "job_name", "status", "root_job_id", "user_yaml"],
+            )
+        )
+        return [
+            {
+                "job_id": int(_field(r, "job_id")),
+                "job_name": _field(r, "job_name"),
+                "user_yaml": _field(r, "user_yaml") or "",
+            }
+            for r in records
+            if _field(r, "root_job_id") == self.group
+        ]
+
+    def group_view(self) -> GroupView:
+        """The state of the sweep's group job (its controller task)."""
+        if self.group is None:
+            return GroupView("none", "the sweep has no job group")
+        sky = _sky()
+        try:
+            records, *_ = sky.get(
+                sky.jobs.queue_v2(
+                    refresh=False,
+                    all_users=True,
+                    job_ids=[self.group],
+                    fields=["job_id", "status", "failure_reason", "root_job_id"],
+                )
+            )
+        except Exception as exc:
+            if _is_unreachable(exc):
+                raise _unreachable(exc) from exc
+            raise
+        for record in records:
+            if _field(record, "job_id") == self.group and _field(record, "root_job_id") in (
+                None,
+                self.group,
+            ):
+                raw = _field(record, "status")
+                status = getattr(raw, "value", str(raw))
+                reason = _field(record, "failure_reason")
+                return GroupView.of(status, reason)
+        return GroupView("gone", f"SkyPilot has no job {self.group}")
+
+    def launch_group(self, spec: dict[str, Any], secrets: Mapping[str, str]) -> int:
+        """Launch the sweep's job group: one managed job named after the sweep whose DAG runs
+        in parallel (a group) and whose one task is ``spec``; later trials attach to it."""
+        sky = _sky()
+        from sky.dag import DagExecution
+
+        spec = copy.deepcopy(spec)
+        if secrets:
+            spec["secrets"] = dict(secrets)  # in memory only, for this request
+        name = str(spec["name"])
+        try:
+            task = sky.Task.from_yaml_config(spec)
+            with sky.Dag() as dag:
+                dag.add(task)
+            dag.set_execution(DagExecution.PARALLEL)
+            dag.name = name
+            ids, _ = sky.get(sky.jobs.launch(dag, name=name, job_group=None))
+        except Exception as exc:
+            if _is_unreachable(exc):
+                raise _unreachable(exc) from exc
+            raise BackendError(
+                f"SkyPilot did not launch the sweep's controller job: {_describe(exc)}"
+            ) from exc
+        if not ids:
+            raise BackendError("SkyPilot returned no job id for the sweep's controller job")
+        self.group = int(ids[0])
+        return self.group
+
+    def cancel_group(self) -> bool:
+        """Cancel the sweep's group: its controller and every job attached to it (SkyPilot
+        cancels a group's members with it). False when it had already ended."""
+        if self.group is None or not self.group_view().live:
+            return False
+        sky = _sky()
+        try:
+            sky.get(sky.jobs.cancel(job_ids=[self.group]))
+        except Exception as exc:
+            if _is_unreachable(exc):
+                raise _unreachable(exc) from exc
+            raise
+        return True
 
     def cancel(self, store: Store, sweep_id: str, jobs: Mapping[str, JobHandle]) -> list[str]:
         views = self.poll(store, sweep_id, jobs)
@@ -697,6 +850,78 @@ class SkyBackend:
         for line in lines:
             if line is not None:
                 yield line
+
+
+SUBMITTED_SLACK_SECONDS = 120.0
+"""How far the API server's clock may lag this machine's when finding an attempt's job."""
+
+
+GroupState = Literal[
+    "starting", "running", "recovering", "cancelled", "ended", "failed", "gone", "none"
+]
+
+
+@dataclass(frozen=True)
+class GroupView:
+    """The sweep's group job as SkyPilot reports it, in words a user reads in ``status``."""
+
+    state: GroupState
+    detail: str
+
+    @classmethod
+    def of(cls, status: str, reason: str | None = None) -> GroupView:
+        detail = f"SkyPilot {status}" + (f": {reason}" if reason else "")
+        if status in ("PENDING", "SUBMITTED", "STARTING"):
+            return cls("starting", detail)
+        if status in ("RUNNING", "WINDING_DOWN"):
+            return cls("running", detail)
+        if status == "RECOVERING":
+            return cls("recovering", detail)
+        if status in ("CANCELLING", "CANCELLED"):
+            return cls("cancelled", detail)
+        if status == "SUCCEEDED":
+            return cls("ended", detail)
+        return cls("failed", detail)
+
+    @property
+    def live(self) -> bool:
+        return self.state in ("starting", "running", "recovering")
+
+    @property
+    def cancelled(self) -> bool:
+        return self.state == "cancelled"
+
+
+def _job_of(members: Sequence[Mapping[str, Any]], trial_id: str) -> JobHandle | None:
+    """The member job that runs ``trial_id``: its own job, or its rank's job in a batch."""
+    import yaml
+
+    marker = f"SKYSWEEP_TRIAL_ID={shlex.quote(trial_id)}"
+    by_yaml: dict[tuple[str, str], list[int]] = {}
+    for member in members:
+        by_yaml.setdefault((str(member["job_name"]), member["user_yaml"]), []).append(
+            member["job_id"]
+        )
+    for (name, text), ids in sorted(by_yaml.items(), key=lambda kv: min(kv[1])):
+        try:
+            docs = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+        except yaml.YAMLError:
+            continue
+        spec = docs[-1] if docs else {}
+        if (spec.get("envs") or {}).get("SKYSWEEP_TRIAL_ID") == trial_id:
+            return JobHandle(backend="sky", job_id=str(min(ids)), job_name=name)
+        rank = _rank_of(str(spec.get("run") or ""), marker)
+        if rank is not None and rank < len(ids):
+            return JobHandle(backend="sky", job_id=str(sorted(ids)[rank]), job_name=name)
+    return None
+
+
+def _rank_of(text: str, marker: str) -> int | None:
+    for line in text.splitlines():
+        if marker in line:
+            head = line.strip().split(")", 1)[0]
+            return int(head) if head.isdigit() else None
+    return None
 
 
 def _iso(epoch: Any) -> str | None:
