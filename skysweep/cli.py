@@ -23,11 +23,10 @@ from skysweep.errors import SkysweepError, UsageError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from skysweep.backends import Backend
     from skysweep.backends.sky import BackgroundValidation
     from skysweep.controller import Controller, Look
     from skysweep.cost import SweepCost
-    from skysweep.ledger import Ledger, SweepHeader
+    from skysweep.ledger import Ledger
     from skysweep.load import SearchOverrides
     from skysweep.rank import Ranking
     from skysweep.render import RenderedTrial
@@ -546,11 +545,7 @@ def up(
         expected_minutes=minutes,
         prices={k: p for k, p in plan.prices.items() if p is not None},
     )
-    resuming = sweep_id is not None and Ledger.exists(the_store, the_id)
-    if detach and groups:
-        _detach_to_cloud(err, the_store, header, resuming, backend, task_dir, hints, output)
-        return
-    if resuming:
+    if sweep_id is not None and Ledger.exists(the_store, the_id):
         ledger = Ledger.open(the_store, the_id)
         if max_parallel is None:
             parallel = ledger.header.max_parallel or parallel
@@ -558,7 +553,9 @@ def up(
     else:
         driving = session.start(the_store, header, backend, task_dir, parallel)
     if groups:
-        _stand_by(err, driving, task_dir)
+        _launch_group(
+            err, driving, task_dir, hints, detach=detach, parallel=parallel, expected=expected
+        )
     _drive(err, driving, hints, task_dir, parallel, detach=detach, output=output)
 
 
@@ -604,69 +601,41 @@ def _show_controller(
         )
 
 
-def _stand_by(err: Console, driving: Driving, task_dir: Path) -> None:
-    """Launch the sweep's job group with its controller standing by; without it the trials
-    still run, as jobs of their own."""
+def _launch_group(
+    err: Console,
+    driving: Driving,
+    task_dir: Path,
+    hints: Hints,
+    *,
+    detach: bool,
+    parallel: int,
+    expected: int,
+) -> None:
+    """Launch the sweep's job group, whose controller job stands by while this process
+    drives and takes over when it stops (at once after `--detach`'s first launches).
+    Without it a watched sweep's trials still run, as jobs of their own; a detached sweep
+    that leaves trials for later cannot do without it."""
     from skysweep import session
 
     try:
         group = session.launch_controller_job(
-            driving.ledger, driving.controller.backend, task_dir, detached=False
+            driving.ledger, driving.controller.backend, task_dir, detached=detach
         )
     except SkysweepError as exc:
+        if detach and parallel < expected:
+            driving.lease.release()
+            from skysweep.errors import BackendError
+
+            raise BackendError(
+                f"the sweep's controller job was not launched, so no trial was: {exc}",
+                hint=f"try again with: {hints.resume} --detach (or drop --detach)",
+            ) from exc
         err.print(f"note: no job group for the sweep: {exc}", markup=False)
         return
     err.print(
-        f"job group: SkyPilot job {group.job_id} ({group.name}); its controller stands by",
+        f"job group: SkyPilot job {group.job_id} ({group.name}); its controller "
+        + ("launches the rest" if detach else "stands by"),
         markup=False,
-    )
-
-
-def _detach_to_cloud(
-    err: Console,
-    store: Store,
-    header: SweepHeader,
-    resuming: bool,
-    backend: Backend,
-    task_dir: Path,
-    hints: Hints,
-    output: Output,
-) -> None:
-    """`up --detach` on SkyPilot: record the sweep and launch its job group, whose controller
-    launches the trials; nothing else is launched from here."""
-    from skysweep import session
-    from skysweep.ledger import Ledger
-
-    sweep_id = header.sweep_id
-    if resuming:
-        ledger = Ledger.open(store, sweep_id)
-        ledger.require_writable()
-        if ledger.header.backend != backend.name:
-            raise UsageError(
-                f"sweep {sweep_id} runs on the {ledger.header.backend} backend",
-                hint="resume it with --local",
-            )
-        ledger.clear_stop()
-    else:
-        ledger = Ledger.create(store, header)
-    group = session.launch_controller_job(ledger, backend, task_dir, detached=True)
-    if output is Output.json:
-        print(
-            json.dumps(
-                {
-                    "sweep_id": ledger.sweep_id,
-                    "store_url": hints.sweep_url,
-                    "backend": backend.name,
-                    "trials": ledger.header.expected_trials or len(ledger.trials),
-                    "launched": [],
-                    "skipped": [],
-                    "controller_job_id": group.job_id,
-                }
-            )
-        )
-    err.print(
-        f"submitted sweep [bold]{ledger.sweep_id}[/]: its controller is SkyPilot job "
-        f"{group.job_id}, which launches the trials; follow it with: {hints.wait}"
     )
 
 
@@ -733,6 +702,7 @@ def _drive(
     elif not driving.resumed and not first.actions.done and not controller.source_exhausted:
         err.print(f"launched the first {len(first.launched)}; the rest follow as trials end.")
     if detach:
+        group = getattr(controller.backend, "group", None)
         if first.actions.done or not controller.backend.runs_here:
             ledger.save_snapshot()
             driving.lease.release()
@@ -748,8 +718,14 @@ def _drive(
                         "trials": ledger.header.expected_trials or len(ledger.trials),
                         "launched": first.launched,
                         "skipped": driving.skipped,
+                        **({"controller_job_id": group} if group is not None else {}),
                     }
                 )
+            )
+        if group is not None:
+            err.print(
+                f"submitted sweep [bold]{ledger.sweep_id}[/]; its controller, SkyPilot job "
+                f"{group}, launches the rest; follow it with: {hints.wait}"
             )
         else:
             err.print(f"submitted sweep [bold]{ledger.sweep_id}[/]; follow it with: {hints.wait}")
@@ -1220,9 +1196,7 @@ def _driver(ref: SweepRef, ledger: Ledger, ranking: Ranking) -> dict[str, Any] |
     if holder is not None:
         words.append(f"driven by {holder.describe()}")
     else:
-        words.append(
-            f"nobody drives the sweep now; take it over from any machine with: {take_over}"
-        )
+        words.append(f"nobody drives the sweep now; take it over from any machine: {take_over}")
     out["summary"] = "; ".join(words)
     return out
 

@@ -255,6 +255,9 @@ def launch_controller_job(
     from skysweep.render import secret_value
 
     assert isinstance(backend, SkyBackend)
+    known = attach_group(ledger, backend)
+    if known is not None and backend.group_view().live:
+        return known  # a resumed sweep whose controller job still runs: it stays the group
     environ = dict(os.environ if environ is None else environ)
     store, sweep_id = ledger.store, ledger.sweep_id
     task = ledger.header.task_spec()
@@ -335,7 +338,7 @@ def run_controller(
             ledger, lease, _controller(ledger, backend, task_dir, parallel, lease), [], True
         )
         driving.controller.observe()
-        final = driving.run_to_end(on_look=_logger(log, driving.controller))
+        final = driving.run_to_end(on_look=_logger(log))
         for note in getattr(backend, "notes", []):
             log(f"note: {note}")
         if final.actions.stop == LEASE_LOST:
@@ -345,16 +348,16 @@ def run_controller(
         return final
 
 
-def _logger(log: Callable[[str], None], controller: Controller) -> Callable[[Look], None]:
+def _logger(log: Callable[[str], None]) -> Callable[[Look], None]:
     def on_look(look: Look) -> None:
-        if look.launched:
-            log(f"launched {', '.join(look.launched)}")
-        for prune in look.pruned:
-            log(f"stopped {prune.trial_id}: {prune.reason}")
         for trial_id in sorted(look.changed):
             result = look.results.get(trial_id)
             if result is not None and result.finished:
                 log(f"{trial_id} {result.state}")
+        for prune in look.pruned:
+            log(f"stopped {prune.trial_id}: {prune.reason}")
+        if look.launched:
+            log(f"launched {', '.join(look.launched)}")
 
     return on_look
 
