@@ -44,6 +44,32 @@ for r in records:
 print(json.dumps(out))
 """
 
+ALL_JOBS = """
+import json, sky
+records, *_ = sky.get(sky.jobs.queue_v2(refresh=False, all_users=True,
+    fields=["job_id", "job_name", "status", "parent_job_id", "root_job_id"]))
+out = []
+for r in records:
+    d = r.model_dump()
+    d["status"] = getattr(d["status"], "value", str(d["status"]))
+    out.append({k: d.get(k) for k in ("job_id", "job_name", "status", "parent_job_id",
+                                      "root_job_id")})
+print(json.dumps(out))
+"""
+
+BYSTANDER = """
+import sky
+task = sky.Task(name="bystander", run="sleep 1000")
+task.set_resources(sky.Resources(infra="aws", cpus=2))
+ids, _ = sky.get(sky.jobs.launch(task, name="bystander", job_group=None))
+print(ids[0])
+"""
+
+CANCEL = """
+import json, sys, sky
+sky.get(sky.jobs.cancel(job_ids=[int(i) for i in json.loads(sys.argv[1])]))
+"""
+
 
 @dataclass
 class Sky:
@@ -73,6 +99,41 @@ class Sky:
             check=True,
         )
         return {str(r["job_id"]): r for r in json.loads(done.stdout.strip().splitlines()[-1])}
+
+    def all_jobs(self) -> dict[str, dict[str, Any]]:
+        """Every managed job on the server, by job id: name, status and its group links."""
+        done = subprocess.run(
+            [sys.executable, "-c", ALL_JOBS],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=120,
+            check=True,
+        )
+        return {str(r["job_id"]): r for r in json.loads(done.stdout.strip().splitlines()[-1])}
+
+    def bystander(self) -> str:
+        """A job of nobody's sweep, launched with the SDK: its id."""
+        done = subprocess.run(
+            [sys.executable, "-c", BYSTANDER],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=120,
+            check=True,
+        )
+        return done.stdout.strip().splitlines()[-1]
+
+    def cancel(self, job_ids: list[str]) -> None:
+        """`sky jobs cancel` of these jobs, through the SDK."""
+        subprocess.run(
+            [sys.executable, "-c", CANCEL, json.dumps(job_ids)],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=120,
+            check=True,
+        )
 
     def s3(self) -> Any:
         """A client of the test's S3 endpoint (moto), with its dummy credentials."""
@@ -387,12 +448,142 @@ def test_watching_up_holds_the_cap_and_ctrl_c_leaves_jobs(sky_server: Sky, tmp_p
     assert "cancelled 1 job(s)" in _down(sky_server, sweep_id).stderr
 
 
-def test_detach_refuses_a_cap_it_cannot_hold(sky_server: Sky, tmp_path: Path) -> None:
-    task = _task(tmp_path, GRID.format(name="nocap"))
-    done = sky_server.cli(
-        "up", str(task), "--yes", "--detach", "--max-parallel", "2", "--store", sky_server.store
+# ---------------------------------------------------------------------------------------
+# The sweep's job group: `up --detach` leaves the sweep to its controller job.
+
+LIVE = {"PENDING", "SUBMITTED", "STARTING", "RUNNING", "RECOVERING"}
+
+
+def _controller(sky: Sky, sweep_id: str, group: str, log: Path) -> subprocess.Popen[bytes]:
+    """`skysweep controller` as SkyPilot starts it as the group's task: in the group's
+    environment (its job id as the managed job and as the tree's root)."""
+    env = {**sky.env, "SKYPILOT_MANAGED_JOB_ID": group, "SKYPILOT_ROOT_JOB_ID": group}
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "skysweep", "controller", sweep_id, "--store", sky.store],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def _jobs_when(
+    sky: Sky, sweep_id: str, count: int, finished: set[str], cap: int, timeout: float = 150
+) -> dict[str, Any]:
+    """The sweep's trial jobs once ``count`` are submitted; never more than ``cap`` live."""
+    deadline = time.monotonic() + timeout
+    while True:
+        jobs = sky.manifest(sweep_id)["jobs"]
+        assert len(jobs.keys() - finished) <= cap, (jobs, finished)
+        if len(jobs) >= count:
+            return jobs
+        assert time.monotonic() < deadline, f"never {count} jobs: {jobs}"
+        time.sleep(2)
+
+
+def test_a_detached_sweep_is_one_job_group_its_controller_drives(
+    sky_server: Sky, tmp_path: Path
+) -> None:
+    bystander = sky_server.bystander()
+    task = _task(tmp_path, GRID.format(name="grouped"))
+    started = time.monotonic()
+    out = _submit(sky_server, task, "--max-parallel", "2")
+    submitted = time.monotonic() - started
+    sweep_id, group = out["sweep_id"], str(out["controller_job_id"])
+    print(f"up --detach: controller job queued and 2 trials submitted in {submitted:.1f} s")
+    everything = sky_server.all_jobs()
+    assert everything[group]["job_name"] == sweep_id
+    assert everything[group]["parent_job_id"] is None
+    assert [j for j in everything.values() if j["job_name"] == sweep_id] == [everything[group]]
+    assert len(out["launched"]) == 2
+    first = _jobs_when(sky_server, sweep_id, 2, set(), 2)
+    for job in first.values():  # the trials are members of the sweep's group
+        member = everything[job["job_id"]]
+        assert (member["parent_job_id"], member["root_job_id"]) == (int(group), int(group))
+
+    log = tmp_path / "controller.log"
+    controller = _controller(sky_server, sweep_id, group, log)
+    try:
+        time.sleep(8)  # both slots are taken: the controller launches nothing
+        assert sky_server.manifest(sweep_id)["jobs"].keys() == first.keys()
+        finished = set()
+        for trial_id in list(first)[:1]:
+            sky_server.finish(sweep_id, trial_id, 0.5)
+            finished.add(trial_id)
+        third = _jobs_when(sky_server, sweep_id, 3, finished, 2)
+
+        # A controller killed and started again launches nothing twice.
+        controller.kill()
+        controller.wait()
+        controller = _controller(sky_server, sweep_id, group, log)
+        for trial_id in list(third.keys() - finished)[:1]:
+            sky_server.finish(sweep_id, trial_id, 0.4)
+            finished.add(trial_id)
+        every = _jobs_when(sky_server, sweep_id, 4, finished, 2)
+        time.sleep(6)
+        ledger = sky_server.ledger(sweep_id)
+        assert {t: [a.number for a in ledger.attempts[t]] for t in ledger.trials} == {
+            t: [1] for t in every
+        }
+        members = [j for j in sky_server.all_jobs().values() if j["root_job_id"] == int(group)]
+        assert sorted(str(j["job_id"]) for j in members) == sorted(
+            j["job_id"] for j in every.values()
+        )
+
+        status = sky_server.cli("status", sweep_id, "--store", sky_server.store, "--output", "json")
+        assert status.code == 0, status
+        driver = json.loads(status.stdout)["controller"]
+        assert driver["job_id"] == int(group) and driver["state"] == "starting", driver
+        assert driver["driver"] is not None and f"pid {controller.pid} " in driver["driver"]
+
+        down = _down(sky_server, sweep_id)
+        assert f"cancelled its job group (SkyPilot job {group})" in down.stderr
+        assert controller.wait(timeout=90) == 0, log.read_text()
+    finally:
+        _stop(controller)
+    text = log.read_text()
+    assert "launched" in text and "asked to stop (skysweep down)" in text
+    time.sleep(3)
+    after = sky_server.all_jobs()
+    mine = [
+        j for j in after.values() if j["job_id"] == int(group) or j["root_job_id"] == int(group)
+    ]
+    assert len(mine) == 5 and not [j for j in mine if j["status"] in LIVE], mine
+    assert after[bystander]["status"] in LIVE
+    sky_server.cancel([bystander])
+
+
+def test_cancelling_the_group_with_sky_stops_the_sweep(sky_server: Sky, tmp_path: Path) -> None:
+    bystander = sky_server.bystander()
+    task = _task(tmp_path, GRID.format(name="skycancel"))
+    out = _submit(sky_server, task, "--max-parallel", "1")
+    sweep_id, group = out["sweep_id"], str(out["controller_job_id"])
+    log = tmp_path / "controller.log"
+    controller = _controller(sky_server, sweep_id, group, log)
+    try:
+        time.sleep(5)
+        sky_server.cancel([group])  # `sky jobs cancel GROUP`: its members go with it
+        assert controller.wait(timeout=120) == 0, log.read_text()
+    finally:
+        _stop(controller)
+    assert "the sweep's job group was cancelled" in log.read_text() or (
+        "asked to stop" in log.read_text()
     )
-    assert done.code == 2 and "--max-parallel" in done.stderr, done
+    time.sleep(3)
+    after = sky_server.all_jobs()
+    mine = [
+        j for j in after.values() if j["job_id"] == int(group) or j["root_job_id"] == int(group)
+    ]
+    assert mine and not [j for j in mine if j["status"] in LIVE], mine
+    assert not [j for j in after.values() if sweep_id in str(j["job_name"]) and j["status"] in LIVE]
+    assert after[bystander]["status"] in LIVE
+    sky_server.cancel([bystander])
 
 
 def test_unreachable_api_server_is_a_clear_error(sky_server: Sky, tmp_path: Path) -> None:
