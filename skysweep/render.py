@@ -8,14 +8,16 @@ memory at launch time and never reach a rendered file.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import re
 import secrets
 import shlex
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -110,7 +112,7 @@ def render(
         workdir_git = {"url": task.github_repo_url, "ref": task.github_repo_branch}
     wrapped_run = wrapper.render(enter_start_dir=enter, run=run, lab_workspace=LAB_WORKSPACE)
     infra_list = _infra_list(task)
-    token = secrets.token_hex(8)
+    token = _SLOT_TOKEN
     shapes: dict[str, dict[str, Any]] = {}
     rendered: list[RenderedTrial] = []
     for trial in trials:
@@ -150,14 +152,28 @@ def render(
                 enter_start_dir=enter,
                 wrapped_run=wrapped_run,
             )
-            shape = shapes[key] = yaml.load(text, Loader=_FastLoader)
-            _check_slots(shape, slots)
+            shape = shapes[key] = _parsed_shape(text, tuple(slots))
         values = {f"skysweep-slot-{token}-0": f"{sweep_id}-{trial.trial_id}"}
         for i, value in enumerate(envs.values(), start=1):
             values[f"skysweep-slot-{token}-{i}"] = value
         spec = _fill(shape, values)
         rendered.append(RenderedTrial(trial, spec, secret_envs))
     return rendered
+
+
+_SLOT_TOKEN = secrets.token_hex(8)
+"""Marks the slots of a shape: one per process, so that the controller, which renders each
+batch of trials as it launches it, renders the same text for the same shape and parses it
+once (``_parsed_shape``)."""
+
+
+@lru_cache(maxsize=64)
+def _parsed_shape(text: str, slots: tuple[str, ...]) -> Any:
+    """A rendered spec shape, parsed and checked. Shared by every call that renders the
+    same text: ``_fill`` copies what it returns, never changes it."""
+    shape = yaml.load(text, Loader=_FastLoader)
+    _check_slots(shape, list(slots))
+    return shape
 
 
 def _fill(node: Any, values: dict[str, str]) -> Any:
@@ -518,6 +534,30 @@ def templates_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "templates"
 
 
+TEMPLATE_CACHE = Path("~/.skysweep/cache/templates").expanduser()
+
+
+class _QuietBytecodeCache(jinja2.FileSystemBytecodeCache):
+    """Compiled templates kept between runs: compiling them costs 20-50 ms at every start of
+    a command that renders. A cache that cannot be read or written only costs that again.
+    Entries are keyed by the template's source and Python's version, so an edited or
+    upgraded template is compiled afresh."""
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError, ValueError, EOFError):
+            super().load_bytecode(bucket)
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError):
+            os.makedirs(self.directory, exist_ok=True)
+            super().dump_bytecode(bucket)
+
+
+@cache
+def bytecode_cache() -> jinja2.BytecodeCache:
+    return _QuietBytecodeCache(str(TEMPLATE_CACHE))
+
+
 @cache
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -525,6 +565,7 @@ def _environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
+        bytecode_cache=bytecode_cache(),
     )
     env.filters["yaml_value"] = yaml_value
     return env
