@@ -1398,9 +1398,17 @@ def down(sweep: SweepArg, store: StoreOpt = None) -> None:
 
     ref, ledger = _open(sweep, store)
     group_cancelled = False
+    in_group: list[str] = []
     if not ledger.legacy:
         ledger.ask_stop(by=who())
-        group_cancelled = _cancel_group(ledger)
+        if ledger.header.backend == "sky" and ledger.group() is not None:
+            before = watcher(ledger)
+            before.observe()
+            in_group = [t for t, r in before.results.items() if r.state.in_flight]
+            # SkyPilot cancels the group's members with it (jobs of their own come next).
+            group_cancelled = _cancel_group(ledger)
+            if not group_cancelled:
+                in_group = []
         # A controller that drives the sweep sees the request at its next look and stops.
         deadline = time.monotonic() + 15
         while lease.current(ref.store, ledger.sweep_id) and time.monotonic() < deadline:
@@ -1409,7 +1417,7 @@ def down(sweep: SweepArg, store: StoreOpt = None) -> None:
     controller = watcher(ledger)
     controller.observe()
     live = [t for t, r in controller.results.items() if r.state.in_flight]
-    cancelled = controller.cancel(live) if live else []
+    cancelled = sorted({*in_group, *(controller.cancel(live) if live else [])})
     if group_cancelled:
         group = ledger.group()
         assert group is not None

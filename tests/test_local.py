@@ -307,7 +307,13 @@ sweeps:
     sweep_id = json.loads(up.stdout)["sweep_id"]
     sweep_dir = tmp_path / "store" / sweep_id
     deadline = time.monotonic() + 30
-    while len(list(sweep_dir.glob("records/*/attempt-1.json"))) < 2:
+
+    def started() -> int:
+        # An attempt is first recorded as being submitted (no job yet), then with its job.
+        records = sweep_dir.glob("records/*/attempt-1.json")
+        return sum(json.loads(p.read_text() or "{}").get("job") is not None for p in records)
+
+    while started() < 2:
         assert time.monotonic() < deadline
         time.sleep(0.1)
     trial_of = {
