@@ -30,11 +30,15 @@ the synthetic objective.
 Each objective also gets its spread: the range and quartiles of every trial value seen, and
 the *headroom* (random's median best after 10 trials minus the best value any run found, over
 the interquartile range). Below 2% the objective is flagged FLAT: ten random trials already
-sit on its plateau, so its verdict says nothing about the search. Over learning rate and
-batch size alone the quickstart's training was such a landscape (every batch size has a
-learning rate reaching the same eval loss, over a wide basin); with momentum and weight decay
-its best values sit in a small region (momentum near 0.9 with a matching learning rate, weight
-decay below 1e-2). The whole run's time closes.
+sit on its plateau, so its verdict says nothing about the search. The quickstart's training
+was such a landscape while it learnt from 1,500 examples of 8 features (every setting
+converged to about the same eval loss; what separated the best was SGD's last steps); it now
+learns from 300 examples of 24 features, 6 informative, so how it is trained shows in the loss.
+
+``--replay N`` runs no CLI: it replays the controller's ask pattern in-process (4 asked, then
+one more each time the oldest running trial finishes, its result reported) over N seeds from
+100 (``--first-seed``), so a sampler setting can be checked on many seeds the CLI runs never
+used. The whole run's time closes.
 """
 
 from __future__ import annotations
