@@ -30,16 +30,21 @@ the synthetic objective.
 Each objective also gets its spread: the range and quartiles of every trial value seen, and
 the *headroom* (random's median best after 10 trials minus the best value any run found, over
 the interquartile range). Below 2% the objective is flagged FLAT: ten random trials already
-sit on its plateau, so its verdict says nothing about the search. Over learning rate and
-batch size alone the quickstart's training was such a landscape (every batch size has a
-learning rate reaching the same eval loss, over a wide basin); with momentum and weight decay
-its best values sit in a small region (momentum near 0.9 with a matching learning rate, weight
-decay below 1e-2). The whole run's time closes.
+sit on its plateau, so its verdict says nothing about the search. The quickstart's training
+was such a landscape while it learnt from 1,500 examples of 8 features (every setting
+converged to about the same eval loss; what separated the best was SGD's last steps); it now
+learns from 300 examples of 24 features, 6 informative, so how it is trained shows in the loss.
+
+``--replay N`` runs no CLI: it replays the controller's ask pattern in-process (4 asked, then
+one more each time the oldest running trial finishes, its result reported) over N seeds from
+100 (``--first-seed``), so a sampler setting can be checked on many seeds the CLI runs never
+used. The whole run's time closes.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -49,6 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,27 +68,32 @@ import json
 import math
 import os
 
-p = json.loads(os.environ["SKYSWEEP_PARAMS"])
-name = p["objective"]
-if name == "synthetic":
-    layers = int(p["layers"])
-    best_log_lr = -2.0 - 0.1 * layers  # deeper nets want a smaller learning rate
-    act = {"gelu": 0.0, "relu": 0.05, "tanh": 0.2, "sigmoid": 0.5}[p["activation"]]
-    value = (
-        0.1
-        + 0.3 * (math.log10(float(p["lr"])) - best_log_lr) ** 2
-        + 0.02 * (layers - 8) ** 2
-        + act
-        + 1.5 * (float(p["dropout"]) - 0.1) ** 2
-    )
-elif name == "rosenbrock":
-    x = [float(p["x1"]), float(p["x2"]), float(p["x3"])]
-    value = sum(100 * (x[i + 1] - x[i] ** 2) ** 2 + (1 - x[i]) ** 2 for i in range(2))
-else:
+
+
+def objective(p):
+    name = p["objective"]
+    if name == "synthetic":
+        layers = int(p["layers"])
+        best_log_lr = -2.0 - 0.1 * layers  # deeper nets want a smaller learning rate
+        act = {"gelu": 0.0, "relu": 0.05, "tanh": 0.2, "sigmoid": 0.5}[p["activation"]]
+        return (
+            0.1
+            + 0.3 * (math.log10(float(p["lr"])) - best_log_lr) ** 2
+            + 0.02 * (layers - 8) ** 2
+            + act
+            + 1.5 * (float(p["dropout"]) - 0.1) ** 2
+        )
+    if name == "rosenbrock":
+        x = [float(p["x1"]), float(p["x2"]), float(p["x3"])]
+        return sum(100 * (x[i + 1] - x[i] ** 2) ** 2 + (1 - x[i]) ** 2 for i in range(2))
     raise SystemExit(f"unknown objective {name!r}")
-out = os.environ["SKYSWEEP_OUTPUT_DIR"]
-with open(os.path.join(out, "metrics.json"), "w") as f:
-    json.dump({"loss": value}, f)
+
+
+if __name__ == "__main__":
+    value = objective(json.loads(os.environ["SKYSWEEP_PARAMS"]))
+    out = os.environ["SKYSWEEP_OUTPUT_DIR"]
+    with open(os.path.join(out, "metrics.json"), "w") as f:
+        json.dump({"loss": value}, f)
 '''
 
 
@@ -387,6 +398,100 @@ def bench(
     return Verdict(met, flat)
 
 
+@functools.cache
+def evaluator(name: str) -> Any:
+    """The objective as a function of a trial's parameters, in this process: what a trial's
+    job would report, without the job."""
+    if name == "quickstart":
+        import importlib.util
+
+        path = ROOT / "examples" / "quickstart" / "train.py"
+        spec = importlib.util.spec_from_file_location("quickstart_train", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+
+        def train(p: dict[str, Any]) -> float:
+            runs = module.train(
+                float(p["learning_rate"]), int(p["batch_size"]), int(p["epochs"]),
+                float(p.get("momentum", 0.0)), float(p.get("weight_decay", 0.0)),
+            )  # fmt: skip
+            return float([loss for _, loss, _, _ in runs][-1])
+
+        return train
+    namespace: dict[str, Any] = {"__name__": "bench_objectives"}
+    exec(OBJECTIVES_PY, namespace)
+    return namespace["objective"]
+
+
+def replay_one(
+    task: Path, search: Path, method: str, budget: int, seed: int, name: str, parallel: int = 4
+) -> list[float]:
+    """One sweep's best-so-far curve with the controller's ask pattern replayed in-process:
+    ``parallel`` trials asked for at the start, then, as the oldest running trial finishes
+    (trials of equal length finish in launch order), its result reported and one more asked
+    for with the others still running, until ``budget`` trials have finished."""
+    from collections import deque
+
+    from skysweep.load import SearchOverrides, load
+    from skysweep.search import Outcome, source_for
+    from skysweep.trial import Trial, TrialState
+
+    spec = load(task, search=SearchOverrides(method, budget, seed, search))
+    source = source_for(spec, "replay")
+    known: dict[str, Trial] = {}
+    outcomes: dict[str, Outcome] = {}
+    running: deque[Trial] = deque()
+    curve: list[float] = []
+    while True:
+        for trial in source.next(parallel - len(running), known, outcomes):
+            known[trial.trial_id] = trial
+            running.append(trial)
+        if not running:
+            return curve
+        trial = running.popleft()
+        result = float(evaluator(name)(dict(trial.params)))
+        outcomes[trial.trial_id] = (TrialState.succeeded, result)
+        curve.append(min(result, curve[-1]) if curve else result)
+
+
+def replay(
+    objective: Objective, methods: list[str], seeds: list[int], budget: int, root: Path
+) -> None:
+    """bench()'s figures from the replayed ask pattern (no CLI, no processes): cheap enough
+    for many seeds, so a setting can be checked on seeds the CLI runs never used."""
+    start = time.perf_counter()
+    task, search, _ = write_project(root / f"replay-{objective.name}", objective, budget)
+    points = [n for n in (10, 20, 40, 80) if n <= budget]
+    print(
+        f"\n{objective.name} (replayed in-process, max_parallel 4): budget {budget}, "
+        f"{len(seeds)} seeds {seeds[0]}..{seeds[-1]}"
+    )
+    print(f"{'method':8}" + "".join(f"{'best@' + str(n):>11}" for n in points))
+    curves: dict[str, list[list[float]]] = {}
+    for method in [m for m in methods if m in ("random", "sobol", "bayes")]:
+        jobs = [(task, search, method, budget, seed, objective.name) for seed in seeds]
+        with ProcessPoolExecutor(os.cpu_count()) as pool:
+            curves[method] = list(pool.map(replay_one, *zip(*jobs, strict=True)))
+        cells = "".join(
+            f"{show(median([c[min(n, len(c)) - 1] for c in curves[method]]), 5):>11}"
+            for n in points
+        )
+        print(f"{method:8}{cells}")
+    if "bayes" in curves and "random" in curves:
+        half = budget // 2
+        ours = [c[half - 1] for c in curves["bayes"]]
+        theirs = [c[budget - 1] for c in curves["random"]]
+        met = median(ours) < median(theirs)
+        print(
+            f"target: bayes@{half} {show(median(ours), 6)} vs random@{budget} "
+            f"{show(median(theirs), 6)}: {'MET' if met else 'NOT MET'}; bayes@{half} beats "
+            f"random@{budget}'s median on {sum(o < median(theirs) for o in ours)} of "
+            f"{len(ours)} seeds"
+        )
+    print(f"{objective.name}: replayed in {time.perf_counter() - start:.0f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 seeds, budget 20, synthetic")
@@ -394,12 +499,24 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=None, help="how many seeds (default 5)")
     parser.add_argument("--budget", type=int, default=None, help="trials per sweep (default 80)")
     parser.add_argument("--objectives", default=None, help=", ".join(OBJECTIVES))
+    parser.add_argument(
+        "--replay",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of CLI runs, replay the controller's asks in-process over N seeds",
+    )
+    parser.add_argument(
+        "--first-seed", type=int, default=None, help="first seed (default 0; 100 with --replay)"
+    )
     args = parser.parse_args()
     methods = [m for m in args.methods.split(",") if m]
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         parser.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
-    seeds = list(range(args.seeds or (2 if args.quick else 5)))
+    first = args.first_seed if args.first_seed is not None else (100 if args.replay else 0)
+    count = args.replay or args.seeds or (2 if args.quick else 5)
+    seeds = list(range(first, first + count))
     budget = args.budget or (20 if args.quick else 80)
     names = (args.objectives or ("synthetic" if args.quick else ",".join(OBJECTIVES))).split(",")
     print(f"on {os.cpu_count()} cores; each sweep is `skysweep up --local` in a fresh store")
@@ -411,6 +528,10 @@ def main() -> None:
                 parser.error(f"unknown objective {name!r}; choose from {', '.join(OBJECTIVES)}")
             if name == "quickstart":
                 same_space_as_the_examples(OBJECTIVES[name])
+            if args.replay:
+                replay(OBJECTIVES[name], methods, seeds, budget, Path(folder))
+                results.append(None)
+                continue
             results.append(bench(OBJECTIVES[name], methods, seeds, budget, Path(folder)))
     checked = [(name, r) for name, r in zip(names, results, strict=True) if r is not None]
     if checked:
