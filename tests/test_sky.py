@@ -507,11 +507,25 @@ def test_a_detached_sweep_is_one_job_group_its_controller_drives(
         member = everything[job["job_id"]]
         assert (member["parent_job_id"], member["root_job_id"]) == (int(group), int(group))
 
+    # As if `up` had been killed between a trial's job starting and its record: the
+    # attempt reads "being submitted"; the controller finds its job in the group.
+    adopted, adopted_job = next(iter(first.items()))
+    intent = sky_server.ledger(sweep_id).attempts[adopted][-1]
+    intent = intent.model_copy(update={"job": None, "submitting": True, "submit_tries": 0})
+    sky_server.put(f"{sweep_id}/records/{adopted}/attempt-1.json", intent.model_dump_json())
+    assert adopted not in sky_server.manifest(sweep_id)["jobs"]
+
     log = tmp_path / "controller.log"
     controller = _controller(sky_server, sweep_id, group, log)
     try:
-        time.sleep(8)  # both slots are taken: the controller launches nothing
-        assert sky_server.manifest(sweep_id)["jobs"].keys() == first.keys()
+        deadline = time.monotonic() + 120
+        while adopted not in sky_server.manifest(sweep_id)["jobs"]:
+            assert controller.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(2)
+        time.sleep(6)  # both slots are taken: the controller launches nothing
+        found = sky_server.manifest(sweep_id)["jobs"]
+        assert found.keys() == first.keys()
+        assert found[adopted]["job_id"] == adopted_job["job_id"]  # found, not run again
         finished = set()
         for trial_id in list(first)[:1]:
             sky_server.finish(sweep_id, trial_id, 0.5)

@@ -908,11 +908,14 @@ def _job_of(members: Sequence[Mapping[str, Any]], trial_id: str) -> JobHandle | 
         except yaml.YAMLError:
             continue
         spec = docs[-1] if docs else {}
+        infra = (spec.get("resources") or {}).get("infra")
+        infra = infra if isinstance(infra, str) else None
         if (spec.get("envs") or {}).get("SKYSWEEP_TRIAL_ID") == trial_id:
-            return JobHandle(backend="sky", job_id=str(min(ids)), job_name=name)
+            return JobHandle(backend="sky", job_id=str(min(ids)), job_name=name, infra=infra)
         rank = _rank_of(str(spec.get("run") or ""), marker)
         if rank is not None and rank < len(ids):
-            return JobHandle(backend="sky", job_id=str(sorted(ids)[rank]), job_name=name)
+            job_id = str(sorted(ids)[rank])
+            return JobHandle(backend="sky", job_id=job_id, job_name=name, infra=infra)
     return None
 
 
