@@ -589,14 +589,15 @@ def _show_controller(
     if detach:
         err.print(
             f"controller: a SkyPilot job group named {sweep_id} runs `skysweep controller` "
-            f"on {where}; it launches the trials into the group, at most {parallel} at once",
+            f"on {where}; it launches the trials into the group, at most {parallel} at once "
+            "(its instance is not in the estimate below)",
             markup=False,
         )
     else:
         err.print(
             f"controller: the trials join a SkyPilot job group named {sweep_id}; its "
             f"controller job stands by on {where} and takes the sweep over if this machine "
-            "stops watching",
+            "stops watching (its instance is not in the estimate below)",
             markup=False,
         )
 

@@ -45,6 +45,7 @@ FALLBACK_REQUIREMENTS = (
     "plotly",
 )
 """skysweep's dependencies, for a source checkout run without installed metadata."""
+RESTARTS_ON_ERRORS = 3
 CLOUD_OWN_CREDENTIALS = ("iam-role", "container-role", "assume-role-with-web-identity")
 """boto3's names for credentials an instance gets from its cloud: never shipped."""
 
@@ -64,6 +65,9 @@ def resources(task: TaskSpec) -> dict[str, Any]:
     if "disk_space" in out:
         out["disk_size"] = out.pop("disk_space")
     out.setdefault("use_spot", False)
+    # SkyPilot restarts it after a preemption by itself; after a crash of its own too (a
+    # store outage that outlived boto3's retries), since it continues from the store.
+    out["job_recovery"] = {"max_restarts_on_errors": RESTARTS_ON_ERRORS}
     infra = given.infra if given.infra is not None else task.resources.infra
     if isinstance(infra, str):
         out["infra"] = infra

@@ -57,7 +57,8 @@ def _task(tmp_path: Path, extra: str = "", infra: str = "aws") -> Any:
     ],
 )
 def test_controller_resources(tmp_path: Path, infra: str, extra: str, expected: Any) -> None:
-    assert controller_job.resources(_task(tmp_path, extra, infra)) == expected
+    restarts = {"job_recovery": {"max_restarts_on_errors": controller_job.RESTARTS_ON_ERRORS}}
+    assert controller_job.resources(_task(tmp_path, extra, infra)) == {**expected, **restarts}
 
 
 def test_the_controller_spec_is_a_task_skypilot_accepts(tmp_path: Path) -> None:
