@@ -5,9 +5,10 @@
 Starts SkyPilot's API server on loopback (AWS faked by moto, as the tests do), then prints,
 side by side in one run:
 - the baseline: a script process that does ``import sky`` and one ``sky.jobs.launch``;
-- ``skysweep up --detach --max-parallel 2`` of a 4-trial grid as a whole process, and, from
-  SkyPilot's own ``submitted_at`` of each job, the time from the process start to the
-  sweep's controller job (the group) being queued and to its first trial being submitted;
+- ``skysweep up --detach --max-parallel 2`` of a 4-trial grid as a whole process, and the
+  time from the process start to the sweep's controller job (the group) being queued (its
+  launch request returned the job id) and to its first trials being submitted into the
+  group (their launch returned), read from what ``up`` prints as it goes;
 - the controller's reaction: ``skysweep controller`` started as SkyPilot starts the group's
   task (the group's id in ``SKYPILOT_MANAGED_JOB_ID``/``SKYPILOT_ROOT_JOB_ID``), the time
   from its start to "driving", and from a trial's finished record in the store to the next
@@ -27,7 +28,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -44,14 +44,6 @@ task = sky.Task.from_yaml_config({"name": "bench-one", "workdir": sys.argv[1],
     "run": "python train.py", "resources": {"cpus": 2, "infra": "aws"}})
 job_ids, _ = sky.get(sky.jobs.launch(task, name="bench-one"))
 assert job_ids
-"""
-
-SUBMITTED = """
-import json, sys, sky
-records, *_ = sky.get(sky.jobs.queue_v2(refresh=False, all_users=True,
-    fields=["job_id", "job_name", "submitted_at", "root_job_id"]))
-print(json.dumps([{"job_id": r.job_id, "job_name": r.job_name, "root": r.root_job_id,
-                   "submitted_at": r.submitted_at} for r in records]))
 """
 
 CANCEL_ALL = "import sky; sky.get(sky.jobs.cancel(all_users=True))"
@@ -75,10 +67,6 @@ def python(env: dict[str, str], *args: str) -> str:
     if done.returncode != 0:
         sys.exit(f"{args[:3]} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return done.stdout
-
-
-def jobs(env: dict[str, str]) -> list[dict[str, Any]]:
-    return list(json.loads(python(env, "-c", SUBMITTED).strip().splitlines()[-1]))
 
 
 FINISH = """
@@ -105,22 +93,30 @@ def one_run(env: dict[str, str], work: Path) -> dict[str, float]:
     python(env, "-c", ONE_LAUNCH, str(folder))
     script = time.perf_counter() - script_start
 
-    epoch = time.time()
+    # When `up` says so on stderr: the group's launch returned its job id, then the first
+    # trials' launch returned theirs.
     start = time.perf_counter()
-    out = python(
-        env, "-m", "skysweep", "up", str(task), "--detach", "--yes", "--max-parallel", "2",
-        "--store", STORE, "--output", "json",
+    up = subprocess.Popen(
+        [
+            sys.executable, "-m", "skysweep", "up", str(task), "--detach", "--yes",
+            "--max-parallel", "2", "--store", STORE, "--output", "json",
+        ],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    up = time.perf_counter() - start
+    assert up.stderr is not None
+    group_at = first_at = float("nan")
+    for line in up.stderr:
+        if line.startswith("job group: SkyPilot job"):
+            group_at = time.perf_counter() - start
+        elif line.startswith("submitted sweep"):
+            first_at = time.perf_counter() - start
+    out, _ = up.communicate()
+    elapsed = time.perf_counter() - start
+    if up.returncode != 0:
+        sys.exit(f"up failed ({up.returncode})")
     data = json.loads(out)
     group = int(data["controller_job_id"])
     sweep_id = data["sweep_id"]
-    queue = jobs(env)
-    while any(j["submitted_at"] is None for j in queue):  # SkyPilot records it shortly after
-        time.sleep(1)
-        queue = jobs(env)
-    group_at = next(j["submitted_at"] for j in queue if j["job_id"] == group) - epoch
-    first_at = min(j["submitted_at"] for j in queue if j["root"] == group) - epoch
 
     controller_env = {
         **env,
@@ -148,7 +144,7 @@ def one_run(env: dict[str, str], work: Path) -> dict[str, float]:
     python(env, "-c", CANCEL_ALL)
     return {
         "script": script,
-        "up": up,
+        "up": elapsed,
         "group_queued": group_at,
         "first_trial": first_at,
         "controller_driving": driving,
@@ -173,7 +169,7 @@ def main() -> None:
         ("baseline: import sky + one sky.jobs.launch, whole process", median["script"]),
         ("skysweep up --detach (4 trials, cap 2), whole process", median["up"]),
         ("  its controller job (the group) queued after", median["group_queued"]),
-        ("  its first trial submitted into the group after", median["first_trial"]),
+        ("  its first trials submitted into the group after", median["first_trial"]),
         ("skysweep controller: start to driving", median["controller_driving"]),
         ("a trial's finished record to the next trial submitted", median["reaction"]),
     ]
