@@ -1141,7 +1141,7 @@ def status(
     ref, ledger = _open(sweep, store)
     ranking, summary = _look(ledger)
     ranking, progress = _with_progress(ledger, ranking)
-    driver = _driver(ref, ledger, ranking)
+    driver = _driver(ref, ledger, ranking, ended=summary.budget_reached)
     if output is Output.json:
         data = _with_cost(ranking_json(ranking), summary)
         data["progress"] = {t: {"step": s, "value": v} for t, (s, v) in progress.items()}
@@ -1165,7 +1165,9 @@ def status(
             _out().print(driver["summary"], markup=False)
 
 
-def _driver(ref: SweepRef, ledger: Ledger, ranking: Ranking) -> dict[str, Any] | None:
+def _driver(
+    ref: SweepRef, ledger: Ledger, ranking: Ranking, *, ended: bool
+) -> dict[str, Any] | None:
     """Who drives a sweep that is not over: the lease's holder, and on SkyPilot the state of
     the sweep's controller job; None once the sweep is over."""
     from skysweep import lease
@@ -1173,7 +1175,7 @@ def _driver(ref: SweepRef, ledger: Ledger, ranking: Ranking) -> dict[str, Any] |
 
     more = (ledger.header.expected_trials or 0) - len(ranking.trials)
     live = any(TrialState(t.result.state).in_flight for t in ranking.trials)
-    if ledger.legacy or ledger.stop_requested or not (live or more > 0):
+    if ledger.legacy or ledger.stop_requested or not (live or (more > 0 and not ended)):
         return None
     holder = lease.current(ref.store, ledger.sweep_id)
     group = ledger.group() if ledger.header.backend == "sky" else None
