@@ -381,7 +381,13 @@ def up(
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     detach: Annotated[
-        bool, typer.Option("--detach", help="Submit and exit; follow later with `skysweep wait`.")
+        bool,
+        typer.Option(
+            "--detach",
+            help="Launch the first trials and exit; the rest are launched by the sweep's "
+            "controller (on SkyPilot a job of its own, locally a background process). "
+            "Follow later with `skysweep wait`.",
+        ),
     ] = False,
     output: Annotated[
         Output, typer.Option("--output", help="table for people, json for scripts (on stdout).")
