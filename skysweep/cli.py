@@ -23,10 +23,10 @@ from skysweep.errors import SkysweepError, UsageError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from skysweep.backends.sky import BackgroundValidation
+    from skysweep.backends.sky import BackgroundValidation, SkyBackend
     from skysweep.controller import Controller, Look
     from skysweep.cost import SweepCost
-    from skysweep.ledger import Ledger
+    from skysweep.ledger import JobGroup, Ledger
     from skysweep.load import SearchOverrides
     from skysweep.rank import Ranking
     from skysweep.render import RenderedTrial
@@ -768,7 +768,7 @@ def _end_group(err: Console, ledger: Ledger) -> None:
     if group is None or group.detached:
         return
     try:
-        _cancel_group(ledger)
+        _group_backend(group).cancel_group()
     except SkysweepError as exc:
         err.print(
             f"note: the sweep's controller job {group.job_id} was not cancelled ({exc}); "
@@ -1188,13 +1188,9 @@ def _driver(
     out: dict[str, Any] = {"driver": holder.describe() if holder else None}
     words = []
     if group is not None:
-        from skysweep.backends.sky import SkyBackend
-
-        backend = SkyBackend()
-        backend.group = group.job_id
         state: str
         try:
-            view = backend.group_view()
+            view = _group_backend(group).group_view()
             state, detail = view.state, view.detail
         except SkysweepError as exc:
             state, detail = "unknown", str(exc)
@@ -1406,16 +1402,17 @@ def down(sweep: SweepArg, store: StoreOpt = None) -> None:
     from skysweep.session import watcher, who
 
     ref, ledger = _open(sweep, store)
+    group = None if ledger.legacy or ledger.header.backend != "sky" else ledger.group()
     group_cancelled = False
     in_group: list[str] = []
     if not ledger.legacy:
         ledger.ask_stop(by=who())
-        if ledger.header.backend == "sky" and ledger.group() is not None:
+        if group is not None:
             before = watcher(ledger)
             before.observe()
             in_group = [t for t, r in before.results.items() if r.state.in_flight]
             # SkyPilot cancels the group's members with it (jobs of their own come next).
-            group_cancelled = _cancel_group(ledger)
+            group_cancelled = _group_backend(group).cancel_group()
             if not group_cancelled:
                 in_group = []
         # A controller that drives the sweep sees the request at its next look and stops.
@@ -1427,9 +1424,7 @@ def down(sweep: SweepArg, store: StoreOpt = None) -> None:
     controller.observe()
     live = [t for t, r in controller.results.items() if r.state.in_flight]
     cancelled = sorted({*in_group, *(controller.cancel(live) if live else [])})
-    if group_cancelled:
-        group = ledger.group()
-        assert group is not None
+    if group is not None and group_cancelled:
         _err().print(
             f"sweep {ledger.sweep_id}: cancelled its job group (SkyPilot job {group.job_id}): "
             "its controller and every trial attached to it",
@@ -1442,18 +1437,13 @@ def down(sweep: SweepArg, store: StoreOpt = None) -> None:
     )
 
 
-def _cancel_group(ledger: Ledger) -> bool:
-    """Cancel the sweep's SkyPilot job group, if it has a live one."""
-    if ledger.header.backend != "sky":
-        return False
-    group = ledger.group()
-    if group is None:
-        return False
+def _group_backend(group: JobGroup) -> SkyBackend:
+    """The SkyPilot backend, pointed at the sweep's job group."""
     from skysweep.backends.sky import SkyBackend
 
     backend = SkyBackend()
     backend.group = group.job_id
-    return backend.cancel_group()
+    return backend
 
 
 @app.command()

@@ -325,9 +325,7 @@ class Controller:
             attempt = self.ledger.latest(trial_id)
             if attempt is None or not interrupted(attempt) or trial_id in self._unstarted:
                 continue
-            found = self.backend.find(
-                self.ledger.store, self.ledger.sweep_id, trial_id, attempt.number
-            )
+            found = self.backend.find(self.ledger.store, self.ledger.sweep_id, attempt)
             if isinstance(found, JobHandle):
                 settled.append(attempt.model_copy(update={"job": found, "submitting": False}))
             elif found is None:

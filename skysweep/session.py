@@ -162,6 +162,7 @@ def resume(
     lease = Lease.acquire(store, sweep_id)
     try:
         ledger.clear_stop()
+        attach_group(ledger, backend)
         controller = _controller(ledger, backend, task_file.resolve().parent, parallel, lease)
         controller.observe()
         skipped = [t for t in ledger.trials if ledger.latest(t) is not None]
@@ -194,6 +195,7 @@ def drive_retry(ledger: Ledger, backend: Backend, task_dir: Path, parallel: int)
     except LeaseHeldError:
         return None
     ledger.clear_stop()
+    attach_group(ledger, backend)
     return Driving(ledger, lease, _controller(ledger, backend, task_dir, parallel, lease), [], True)
 
 
@@ -202,7 +204,6 @@ def _controller(
 ) -> Controller:
     task = ledger.header.task_spec()
     source: TrialSource = source_for(task, ledger.sweep_id)
-    attach_group(ledger, backend)
     return Controller(
         ledger,
         backend,

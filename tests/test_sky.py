@@ -89,51 +89,33 @@ class Sky:
         )
         return CompletedCli(done.returncode, done.stdout, done.stderr)
 
-    def queue(self, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+    def sdk(self, script: str, *args: str) -> str:
+        """The last line a SkyPilot SDK script prints, run in the server's environment."""
         done = subprocess.run(
-            [sys.executable, "-c", QUEUE, json.dumps(job_ids)],
+            [sys.executable, "-c", script, *args],
             capture_output=True,
             text=True,
             env=self.env,
             timeout=120,
             check=True,
         )
-        return {str(r["job_id"]): r for r in json.loads(done.stdout.strip().splitlines()[-1])}
+        lines = done.stdout.strip().splitlines()
+        return lines[-1] if lines else ""
+
+    def queue(self, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+        return {str(r["job_id"]): r for r in json.loads(self.sdk(QUEUE, json.dumps(job_ids)))}
 
     def all_jobs(self) -> dict[str, dict[str, Any]]:
         """Every managed job on the server, by job id: name, status and its group links."""
-        done = subprocess.run(
-            [sys.executable, "-c", ALL_JOBS],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            timeout=120,
-            check=True,
-        )
-        return {str(r["job_id"]): r for r in json.loads(done.stdout.strip().splitlines()[-1])}
+        return {str(r["job_id"]): r for r in json.loads(self.sdk(ALL_JOBS))}
 
     def bystander(self) -> str:
         """A job of nobody's sweep, launched with the SDK: its id."""
-        done = subprocess.run(
-            [sys.executable, "-c", BYSTANDER],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            timeout=120,
-            check=True,
-        )
-        return done.stdout.strip().splitlines()[-1]
+        return self.sdk(BYSTANDER)
 
     def cancel(self, job_ids: list[str]) -> None:
         """`sky jobs cancel` of these jobs, through the SDK."""
-        subprocess.run(
-            [sys.executable, "-c", CANCEL, json.dumps(job_ids)],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            timeout=120,
-            check=True,
-        )
+        self.sdk(CANCEL, json.dumps(job_ids))
 
     def s3(self) -> Any:
         """A client of the test's S3 endpoint (moto), with its dummy credentials."""

@@ -19,7 +19,7 @@ from skysweep.cost import Price
 from skysweep.render import Placement, RenderedTrial
 from skysweep.store import Store
 from skysweep.task import TaskSpec
-from skysweep.trial import JobHandle
+from skysweep.trial import Attempt, JobHandle
 
 if TYPE_CHECKING:
     from skysweep.collect import BackendView
@@ -78,7 +78,7 @@ class Backend(Protocol):
         """Start the trials; one submission per trial, with a job or the reason it has none."""
 
     def find(
-        self, store: Store, sweep_id: str, trial_id: str, attempt: int
+        self, store: Store, sweep_id: str, attempt: Attempt
     ) -> JobHandle | Literal["unknown"] | None:
         """The job of an attempt whose driver stopped while submitting it (its record says
         ``submitting``): its handle if it started (running or ended), None if nothing

@@ -38,7 +38,7 @@ from skysweep.git import listed_files
 from skysweep.process import running, start_module, start_time
 from skysweep.render import Placement, RenderedTrial, lab_job_folder
 from skysweep.store import FileStore, Store, join, open_store
-from skysweep.trial import JobHandle, TrialState
+from skysweep.trial import Attempt, JobHandle, TrialState
 
 from . import LaunchRequest, Plan, Submission
 
@@ -234,7 +234,7 @@ class LocalBackend:
     # -- find ------------------------------------------------------------------------------
 
     def find(
-        self, store: Store, sweep_id: str, trial_id: str, attempt: int
+        self, store: Store, sweep_id: str, attempt: Attempt
     ) -> JobHandle | Literal["unknown"] | None:
         """The trial's process on this machine, found by the sweep and trial ids in its
         environment; else, if it already ended, a handle the store's records explain; else
@@ -242,6 +242,7 @@ class LocalBackend:
         attempt's intent was written, so any record found is this attempt's."""
         if not Path("/proc/self/environ").exists():
             return "unknown"  # no /proc to look in: "nothing started" cannot be told
+        trial_id = attempt.trial_id
         folder, upload = sweep_folder(store, sweep_id)
         locator: dict[str, Any] = {
             "host": socket.gethostname(),

@@ -34,7 +34,7 @@ from skysweep.cost import Price, resource_key
 from skysweep.errors import BackendError, BackendUnavailableError, UsageError
 from skysweep.render import Placement, RenderedTrial
 from skysweep.store import S3_SCHEMES, Store
-from skysweep.trial import JobHandle, TrialState
+from skysweep.trial import Attempt, JobHandle, TrialState
 
 from . import LaunchRequest, Plan, Submission
 
@@ -661,35 +661,15 @@ class SkyBackend:
         ids = _job_ids(jobs)
         if not ids:
             return {}
-        sky = _sky()
-
-        try:
-            records, *_ = sky.get(
-                sky.jobs.queue_v2(
-                    refresh=False,
-                    all_users=False,
-                    job_ids=sorted(ids),
-                    fields=[
-                        "job_id",
-                        "job_name",
-                        "status",
-                        "failure_reason",
-                        "details",
-                        "start_at",
-                    ],
-                )
-            )
-        except Exception as exc:
-            if _is_unreachable(exc):
-                raise _unreachable(exc) from exc
-            raise
+        records = _queue(
+            sorted(ids), ["job_id", "job_name", "status", "failure_reason", "details", "start_at"]
+        )
         views: dict[str, BackendView] = {}
         for record in records:
             job_id = int(_field(record, "job_id"))
             if job_id not in ids:
                 continue
-            raw = _field(record, "status")
-            status = getattr(raw, "value", str(raw))
+            status = _status(record)
             reason = _field(record, "failure_reason")
             state = STATE_OF.get(
                 status,
@@ -700,7 +680,7 @@ class SkyBackend:
         return views
 
     def find(
-        self, store: Store, sweep_id: str, trial_id: str, attempt: int
+        self, store: Store, sweep_id: str, attempt: Attempt
     ) -> JobHandle | Literal["unknown"] | None:
         """The job of an attempt whose driver stopped while submitting it, among the jobs
         attached to the sweep's group since the attempt's intent was written.
@@ -711,18 +691,12 @@ class SkyBackend:
         """
         if self.group is None:
             return "unknown"
-        from skysweep.ledger import Ledger
-
-        ledger = Ledger.open(store, sweep_id)
-        latest = ledger.latest(trial_id)
-        if latest is None or latest.number != attempt:
-            return "unknown"
-        since = datetime.fromisoformat(latest.submitted_at).timestamp() - SUBMITTED_SLACK_SECONDS
+        since = datetime.fromisoformat(attempt.submitted_at).timestamp() - SUBMITTED_SLACK_SECONDS
         try:
             members = self._members(since)
         except Exception:
             return "unknown"
-        return _job_of(members, trial_id) or None
+        return _job_of(members, attempt.trial_id) or None
 
     def _members(self, since: float) -> list[dict[str, Any]]:
         """The jobs attached to the sweep's group submitted at or after ``since``."""
@@ -749,29 +723,16 @@ class SkyBackend:
         """The state of the sweep's group job (its controller task)."""
         if self.group is None:
             return GroupView("none", "the sweep has no job group")
-        sky = _sky()
-        try:
-            records, *_ = sky.get(
-                sky.jobs.queue_v2(
-                    refresh=False,
-                    all_users=True,
-                    job_ids=[self.group],
-                    fields=["job_id", "status", "failure_reason", "root_job_id"],
-                )
-            )
-        except Exception as exc:
-            if _is_unreachable(exc):
-                raise _unreachable(exc) from exc
-            raise
+        # A teammate's group counts too: attaching goes by workspace, not by user.
+        records = _queue(
+            [self.group], ["job_id", "status", "failure_reason", "root_job_id"], all_users=True
+        )
         for record in records:
             if _field(record, "job_id") == self.group and _field(record, "root_job_id") in (
                 None,
                 self.group,
             ):
-                raw = _field(record, "status")
-                status = getattr(raw, "value", str(raw))
-                reason = _field(record, "failure_reason")
-                return GroupView.of(status, reason)
+                return GroupView.of(_status(record), _field(record, "failure_reason"))
         return GroupView("gone", f"SkyPilot has no job {self.group}")
 
     def launch_group(self, spec: dict[str, Any], secrets: Mapping[str, str]) -> int:
@@ -807,13 +768,7 @@ class SkyBackend:
         cancels a group's members with it). False when it had already ended."""
         if self.group is None or not self.group_view().live:
             return False
-        sky = _sky()
-        try:
-            sky.get(sky.jobs.cancel(job_ids=[self.group]))
-        except Exception as exc:
-            if _is_unreachable(exc):
-                raise _unreachable(exc) from exc
-            raise
+        _cancel([self.group])
         return True
 
     def cancel(self, store: Store, sweep_id: str, jobs: Mapping[str, JobHandle]) -> list[str]:
@@ -825,14 +780,7 @@ class SkyBackend:
         }
         if not live:
             return []
-        sky = _sky()
-
-        try:
-            sky.get(sky.jobs.cancel(job_ids=sorted(live)))
-        except Exception as exc:
-            if _is_unreachable(exc):
-                raise _unreachable(exc) from exc
-            raise
+        _cancel(sorted(live))
         return sorted(live.values())
 
     def sleep(self, seconds: float) -> None:
@@ -925,6 +873,36 @@ def _rank_of(text: str, marker: str) -> int | None:
             head = line.strip().split(")", 1)[0]
             return int(head) if head.isdigit() else None
     return None
+
+
+def _queue(job_ids: list[int], fields: list[str], *, all_users: bool = False) -> list[Any]:
+    """SkyPilot's records of these managed jobs, with these fields."""
+    sky = _sky()
+    try:
+        records, *_ = sky.get(
+            sky.jobs.queue_v2(refresh=False, all_users=all_users, job_ids=job_ids, fields=fields)
+        )
+    except Exception as exc:
+        if _is_unreachable(exc):
+            raise _unreachable(exc) from exc
+        raise
+    return list(records)
+
+
+def _cancel(job_ids: list[int]) -> None:
+    """Cancel these managed jobs (a group's members go with it)."""
+    sky = _sky()
+    try:
+        sky.get(sky.jobs.cancel(job_ids=job_ids))
+    except Exception as exc:
+        if _is_unreachable(exc):
+            raise _unreachable(exc) from exc
+        raise
+
+
+def _status(record: Any) -> str:
+    raw = _field(record, "status")
+    return str(getattr(raw, "value", raw))
 
 
 def _iso(epoch: Any) -> str | None:
