@@ -469,6 +469,22 @@ def _jobs_when(
         time.sleep(2)
 
 
+def _when_group_ended(
+    sky: Sky, group: str, timeout: float = 90
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Every job on the server and the group's own, once none of the group's is live
+    (SkyPilot cancels them in the background after the cancel request returns)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        after = sky.all_jobs()
+        mine = [j for j in after.values() if int(group) in (j["job_id"], j["root_job_id"])]
+        live = [j for j in mine if j["status"] in LIVE]
+        if not live:
+            return after, mine
+        assert time.monotonic() < deadline, live
+        time.sleep(3)
+
+
 def test_a_detached_sweep_is_one_job_group_its_controller_drives(
     sky_server: Sky, tmp_path: Path
 ) -> None:
@@ -545,12 +561,8 @@ def test_a_detached_sweep_is_one_job_group_its_controller_drives(
         _stop(controller)
     text = log.read_text()
     assert "launched" in text and "asked to stop (skysweep down)" in text
-    time.sleep(3)
-    after = sky_server.all_jobs()
-    mine = [
-        j for j in after.values() if j["job_id"] == int(group) or j["root_job_id"] == int(group)
-    ]
-    assert len(mine) == 5 and not [j for j in mine if j["status"] in LIVE], mine
+    after, mine = _when_group_ended(sky_server, group)
+    assert len(mine) == 5
     assert after[bystander]["status"] in LIVE
     sky_server.cancel([bystander])
 
@@ -571,12 +583,8 @@ def test_cancelling_the_group_with_sky_stops_the_sweep(sky_server: Sky, tmp_path
     assert "the sweep's job group was cancelled" in log.read_text() or (
         "asked to stop" in log.read_text()
     )
-    time.sleep(3)
-    after = sky_server.all_jobs()
-    mine = [
-        j for j in after.values() if j["job_id"] == int(group) or j["root_job_id"] == int(group)
-    ]
-    assert mine and not [j for j in mine if j["status"] in LIVE], mine
+    after, mine = _when_group_ended(sky_server, group)
+    assert mine
     assert not [j for j in after.values() if sweep_id in str(j["job_name"]) and j["status"] in LIVE]
     assert after[bystander]["status"] in LIVE
     sky_server.cancel([bystander])
