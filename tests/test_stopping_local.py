@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 from conftest import run_cli
@@ -61,12 +62,18 @@ def _sweep(tmp_path: Path, rule: str) -> tuple[dict, Path]:  # type: ignore[type
     return result, tmp_path / "store" / result["sweep_id"]
 
 
-def _gone(pid: int) -> bool:
-    try:
-        os.killpg(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
+def _gone(pid: int, within: float = 10.0) -> bool:
+    """Whether the process group ``pid`` is gone, or goes within ``within`` seconds (its
+    processes may still be handling the stop signal when `up` returns)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
 
 
 def test_asha_prunes_losers_and_keeps_the_best(tmp_path: Path, isolated_home: Path) -> None:
