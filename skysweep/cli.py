@@ -474,9 +474,16 @@ def up(
         or (task.sweeps.max_parallel if task.sweeps else None)
         or (default_parallelism(task, expected) if local else expected)
     )
-    # A detached SkyPilot sweep is driven by its controller job, in a job group; an API
-    # server without job groups gets the whole sweep submitted at once instead.
-    groups = not local and _job_groups()
+    budget = max_cost or (
+        task.sweeps.budget.max_cost_usd if task.sweeps and task.sweeps.budget else None
+    )
+    # A SkyPilot sweep with something left to decide once its first trials are out is put
+    # in a job group whose controller job drives it from the cloud (at once after --detach,
+    # else when this machine stops watching); one that launches every trial now has nothing
+    # to decide there, so it neither waits for nor pays for a controller instance. An API
+    # server without job groups gets a detached sweep submitted whole instead.
+    decides_later = _decides_later(task, parallel, expected, budget)
+    groups = not local and decides_later and _job_groups()
     if detach and not local and not groups and parallel < expected:
         raise UsageError(
             f"--detach cannot hold {expected} SkyPilot trials to --max-parallel {parallel}: "
@@ -505,11 +512,10 @@ def up(
     for line in plan.lines:
         err.print(line, markup=False)
     if not local:
-        _show_controller(err, task, the_id, parallel, detach=detach, groups=groups)
+        _show_controller(
+            err, task, the_id, parallel, detach=detach, groups=groups, needed=decides_later
+        )
     minutes = cost.expected_minutes(expected_minutes, task.minutes_requested)
-    budget = max_cost or (
-        task.sweeps.budget.max_cost_usd if task.sweeps and task.sweeps.budget else None
-    )
     estimate = _show_estimate(err, plan, preview, minutes, budget)
     hints = Hints(task_file, the_store, the_id, backend.name, sweep, overrides.flags())
     if dry_run:
@@ -556,6 +562,8 @@ def up(
         if max_parallel is None:
             parallel = ledger.header.max_parallel or parallel
         driving = session.resume(ledger, task, task_file, backend, parallel)
+        # Resumed with the cap it was made with, which may leave trials for later.
+        groups = not local and _decides_later(task, parallel, expected, budget) and _job_groups()
     else:
         driving = session.start(the_store, header, backend, task_dir, parallel)
     if groups:
@@ -563,6 +571,16 @@ def up(
             err, driving, task_dir, hints, detach=detach, parallel=parallel, expected=expected
         )
     _drive(err, driving, hints, task_dir, parallel, detach=detach, output=output)
+
+
+def _decides_later(task: TaskSpec, parallel: int, expected: int, budget: float | None) -> bool:
+    """Whether anything is left to decide once the first trials are launched: trials held
+    back by the cap, a budget, or early stopping."""
+    return (
+        parallel < expected
+        or budget is not None
+        or bool(task.sweeps and task.sweeps.early_terminate)
+    )
 
 
 def _job_groups() -> bool:
@@ -573,11 +591,26 @@ def _job_groups() -> bool:
 
 
 def _show_controller(
-    err: Console, task: TaskSpec, sweep_id: str, parallel: int, *, detach: bool, groups: bool
+    err: Console,
+    task: TaskSpec,
+    sweep_id: str,
+    parallel: int,
+    *,
+    detach: bool,
+    groups: bool,
+    needed: bool,
 ) -> None:
     from skysweep import controller_job
     from skysweep.backends.sky import JOB_GROUP_API_VERSION, JOB_GROUP_RELEASE
 
+    if not needed:
+        err.print(
+            "controller: none; every trial launches now and nothing is left to decide "
+            "(a cap below the trial count, a budget or early stopping would run one in the "
+            "cloud)",
+            markup=False,
+        )
+        return
     if not groups:
         err.print(
             "this SkyPilot API server cannot attach jobs to a job group (SkyPilot "
@@ -725,7 +758,7 @@ def _drive(
                         "trials": ledger.header.expected_trials or len(ledger.trials),
                         "launched": first.launched,
                         "skipped": driving.skipped,
-                        **({"controller_job_id": group} if group is not None else {}),
+                        "controller_job_id": group,
                     }
                 )
             )

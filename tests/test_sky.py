@@ -277,6 +277,9 @@ def test_each_trial_is_a_job_with_its_name_envs_and_resources(
     sweep_id = out["sweep_id"]
     assert out["store_url"] == f"{sky_server.store}/{sweep_id}"
     assert len(out["launched"]) == 4
+    # Every trial launched at once, nothing left to decide: no controller job, no group.
+    assert out["controller_job_id"] is None
+    assert not [j for j in sky_server.all_jobs().values() if j["job_name"] == sweep_id]
     manifest = sky_server.manifest(sweep_id)
     jobs = manifest["jobs"]
     assert set(jobs) == {t["trial_id"] for t in manifest["trials"]}
