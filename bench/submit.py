@@ -90,7 +90,10 @@ sky.Task.from_yaml_config = staticmethod(
     timed("SkyPilot task checks", sky.Task.from_yaml_config, remember=False))
 sky.get = awaited(sky.get)
 sky.stream_and_get = awaited(sky.stream_and_get)
+import skysweep.cli
 from skysweep.cli import main
+# skysweep leaves with os._exit (no interpreter teardown); exit as usual so the timings are written.
+skysweep.cli._leave = sys.exit
 sys.argv = ["skysweep", *sys.argv[1:]]
 try:
     main()

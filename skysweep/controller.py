@@ -254,12 +254,13 @@ class Controller:
 
     # -- observe ---------------------------------------------------------------------------
 
-    def observe(self) -> set[str]:
+    def observe(self, *, ask_backend: bool = True) -> set[str]:
         """Bring ``results`` up to date; returns the trials whose result changed.
 
         A look costs what is in flight and what changed: the backend is asked only about
         jobs that had not ended (on the first look, every job), and the sweep's driver looks
-        only at the finished records of those trials.
+        only at the finished records of those trials. Without ``ask_backend`` only the
+        store is read (the backend is asked at the next look).
         """
         # The driver writes the trial and attempt records itself; others only ask it for
         # retries. A watcher reads everything the driver writes.
@@ -280,14 +281,16 @@ class Controller:
             and not self.collector.has_finished(trial_id)
         }
         views: dict[str, BackendView] = {}
-        if asking:
+        if not ask_backend:
+            asking = {}
+        elif asking:
             try:
                 views = self.backend.poll(self.ledger.store, self.ledger.sweep_id, asking)
             except BackendUnavailableError as exc:
                 if self.on_unavailable is not None:
                     self.on_unavailable(exc)
                 asking = {}
-        self._polled_once = True
+        self._polled_once |= ask_backend
         for trial_id in list(self._unstarted):
             attempt = self.ledger.latest(trial_id)
             if attempt is not None and interrupted(attempt):
@@ -439,10 +442,13 @@ class Controller:
             with interrupts_deferred():
                 self.launcher.launch(chosen)
             launched = [t.trial_id for t in chosen]
-            # Their new attempts are this process's own writes: look at them again now.
+            # Their new attempts are this process's own writes: read them again now. The
+            # backend was asked about every job in flight a moment ago and knows nothing yet
+            # of these but that they were submitted (on SkyPilot, asking again is a queue
+            # request: seconds that `up --detach` would spend for nothing).
             self._open.update(launched)
             self._stale.update(launched)
-            changed |= self.observe()
+            changed |= self.observe(ask_backend=False)
         if actions.cancel:
             self.cancel(actions.cancel)
         progressed, self._progressed = self._progressed, False
