@@ -5,7 +5,7 @@
 Builds a synthetic ``Ranking`` with the real dataclasses (70 % succeeded with metrics, 20 %
 failed with a reason, 10 % running with a job id and what the backend says; four parameters,
 one a long model name) and times, in one run, every format printed to a sink through the path
-the CLI takes (``_print_ranking`` for ``results``, ``_out().print(ranking_table(...,
+the CLI takes (``print_ranking`` for ``results``, ``out_console().print(ranking_table(...,
 jobs=True))`` for ``status``), piped (160 columns, no colour) and on an 80-column colour
 terminal, beside the baseline: rich's ``Table`` of the same data, built as skysweep did before
 (``baseline_table`` below). Then, unless ``--no-cli``, it writes a finished 10,000-trial sweep
@@ -39,7 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rich.table import Table
 from rich.text import Text
 
-from skysweep import cli
+from skysweep.cli.common import Format, out_console
+from skysweep.cli.follow import print_ranking
 from skysweep.collect import Collector, TrialResult
 from skysweep.ledger import Ledger, SweepHeader
 from skysweep.rank import Ranking, rank
@@ -144,7 +145,7 @@ def baseline_table(ranking: Ranking, *, title: str | None = None, jobs: bool = F
 @contextlib.contextmanager
 def sink(terminal: bool) -> Iterator[io.StringIO]:
     """stdout swapped for a string buffer; ``terminal``: as an 80-column colour terminal
-    (rich reads COLUMNS and FORCE_COLOR), else as a pipe (``_out()`` then uses 160)."""
+    (rich reads COLUMNS and FORCE_COLOR), else as a pipe (``out_console()`` then uses 160)."""
     out = io.StringIO()
     saved = {k: os.environ.get(k) for k in ("COLUMNS", "FORCE_COLOR", "NO_COLOR", "TERM")}
     os.environ.pop("NO_COLOR", None)
@@ -178,7 +179,7 @@ def timed(work: Callable[[], None], terminal: bool, runs: int) -> tuple[float, i
 
 def status_print(ranking: Ranking, make: Callable[..., object]) -> Callable[[], None]:
     # What `skysweep status` does with the table it is given.
-    return lambda: cli._out().print(make(ranking, title="bench (sky): trials", jobs=True))
+    return lambda: out_console().print(make(ranking, title="bench (sky): trials", jobs=True))
 
 
 def in_process(sizes: list[int], runs: int) -> None:
@@ -190,8 +191,8 @@ def in_process(sizes: list[int], runs: int) -> None:
             cases: list[tuple[str, Callable[[], None], Callable[[], None] | None]] = [
                 (
                     f"results table, {where}",
-                    lambda r=ranking: cli._print_ranking(r, cli.Format.table),
-                    lambda r=ranking: cli._out().print(baseline_table(r)),
+                    lambda r=ranking: print_ranking(r, Format.table),
+                    lambda r=ranking: out_console().print(baseline_table(r)),
                 ),
                 (
                     f"status table (job, backend says), {where}",
@@ -201,8 +202,8 @@ def in_process(sizes: list[int], runs: int) -> None:
             ]
             if not terminal:
                 cases += [
-                    (fmt.value, lambda r=ranking, f=fmt: cli._print_ranking(r, f), None)
-                    for fmt in (cli.Format.json, cli.Format.csv, cli.Format.markdown)
+                    (fmt.value, lambda r=ranking, f=fmt: print_ranking(r, f), None)
+                    for fmt in (Format.json, Format.csv, Format.markdown)
                 ]
             for name, ours, baseline in cases:
                 mine, size = timed(ours, terminal, runs)
@@ -291,8 +292,8 @@ def end_to_end(n: int, runs: int) -> None:
         header = ledger.header
         ranking = rank("bench", collected, header.metric, header.lower_is_better)
         ranked = time.perf_counter() - start
-        table = timed(lambda: cli._print_ranking(ranking, cli.Format.table), False, 1)[0]
-        as_json = timed(lambda: cli._print_ranking(ranking, cli.Format.json), False, 1)[0]
+        table = timed(lambda: print_ranking(ranking, Format.table), False, 1)[0]
+        as_json = timed(lambda: print_ranking(ranking, Format.json), False, 1)[0]
         print(
             "  where it goes, in process:\n"
             f"    python start {floor:.2f} s, imports {imports - floor:.2f} s,\n"

@@ -176,7 +176,7 @@ def test_every_printed_hint_works_when_pasted(tmp_path: Path, isolated_home: Pat
 
 
 def test_the_sky_resume_hint_names_the_real_file_and_store() -> None:
-    from skysweep.cli import Hints
+    from skysweep.cli.drive import Hints
     from skysweep.store import FileStore
 
     store = FileStore(Path("/tmp/s s"))
