@@ -1,5 +1,5 @@
 """Driving a sweep from a command: start or resume it under its lease, hand it to a detached
-controller, or follow it as a reader. The commands in ``cli.py`` call these and print.
+controller, or follow it as a reader. The commands in ``cli/`` call these and print.
 """
 
 from __future__ import annotations
