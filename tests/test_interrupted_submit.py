@@ -306,3 +306,31 @@ def test_an_attempt_record_reads_as(
     result = collector.result(Trial(0, "t", {}), attempt, None)
     assert result.state is state
     assert result.problem == problem
+
+
+def test_a_same_named_sweep_in_another_store_never_adopts_this_ones_process(
+    tmp_path: Path,
+) -> None:
+    """Two sweeps of one id and one task file have the same trial ids; a driver settling an
+    interrupted attempt of one must not take the other's running process for its job."""
+    from skysweep.backends.local import LocalBackend
+
+    here, there = FileStore(tmp_path / "a"), FileStore(tmp_path / "b")
+    # A trial of the sweep "same" in store a, running as the local backend starts one: in a
+    # session of its own, with the sweep, the trial and the sweep's folder in its env.
+    env = {
+        **os.environ,
+        "SKYSWEEP_SWEEP_ID": "same",
+        "SKYSWEEP_TRIAL_ID": "t1",
+        "SKYSWEEP_SWEEP_DIR": str(tmp_path / "a" / "same"),
+    }
+    running = subprocess.Popen(["sleep", "60"], env=env, start_new_session=True)
+    try:
+        backend = LocalBackend()
+        assert backend.find(there, "same", intent("t1")) is None  # nothing started in b
+        found = backend.find(here, "same", intent("t1"))
+        assert isinstance(found, JobHandle)
+        assert found.locator["pid"] == running.pid
+    finally:
+        running.kill()
+        running.wait()

@@ -252,7 +252,7 @@ class LocalBackend:
             "workdir": str(work_folder(sweep_id) / "trials" / trial_id),
             "upload": upload,
         }
-        leader = _trial_session(sweep_id, trial_id)
+        leader = _trial_session(sweep_id, trial_id, folder)
         if leader is not None:
             pid, start, cwd = leader
             locator.update(pid=pid, start=start, workdir=cwd or locator["workdir"])
@@ -420,12 +420,20 @@ class LocalBackend:
 # Processes.
 
 
-def _trial_session(sweep_id: str, trial_id: str) -> tuple[int, str | None, str | None] | None:
+def _trial_session(
+    sweep_id: str, trial_id: str, folder: Path
+) -> tuple[int, str | None, str | None] | None:
     """The running session (pid, start time, working directory) of a trial of this user
-    on this machine: the process whose environment names the sweep and the trial (the
-    command, or under an uploader its child) leads to its session, which ``_start`` made and
-    which is what a handle names and cancel stops."""
-    wanted = {f"SKYSWEEP_SWEEP_ID={sweep_id}".encode(), f"SKYSWEEP_TRIAL_ID={trial_id}".encode()}
+    on this machine: the process whose environment names the sweep, the trial and the
+    sweep's folder (the command, or under an uploader its child) leads to its session, which
+    ``_start`` made and which is what a handle names and cancel stops. The folder tells
+    apart two sweeps of one id and one task file in two stores (or two HOMEs), whose trials
+    have the same ids."""
+    wanted = {
+        f"SKYSWEEP_SWEEP_ID={sweep_id}".encode(),
+        f"SKYSWEEP_TRIAL_ID={trial_id}".encode(),
+        f"SKYSWEEP_SWEEP_DIR={folder}".encode(),
+    }
     uid = os.getuid()
     for pid in (int(name) for name in os.listdir("/proc") if name.isdigit()):
         try:
