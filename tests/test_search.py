@@ -224,26 +224,27 @@ def test_the_rebuilt_study_holds_the_store_s_trials(lower_is_better: bool, best_
     assert study.best_trial.params["x"] == best_x
 
 
-def test_bayes_models_once_its_startup_trials_completed() -> None:
-    """Until STARTUP_TRIALS trials completed (however many run), bayes draws trial n at random:
-    the very point random search draws for n with the same seed. From then on TPE models."""
+def test_bayes_starts_with_the_sobol_points_then_models() -> None:
+    """Bayes' first STARTUP_TRIALS trials are the Sobol points method sobol draws for the
+    same numbers with the same seed, whatever has completed; from then on TPE suggests, from
+    the results (and its records say which sampler suggested each trial)."""
     config = {"x": {"distribution": "uniform", "min": 0, "max": 1}, "k": ["a", "b", "c"]}
-    history = ask_all(source_for(task_of("random", config, max_trials=40)), STARTUP_TRIALS + 3)
+    sobol = ask_all(source_for(task_of("sobol", config, max_trials=40)), STARTUP_TRIALS + 1)
+    history = sobol[:STARTUP_TRIALS]
     known = {t.trial_id: t for t in history}
-
-    def next_params(completed: int) -> tuple[dict[str, Any], dict[str, Any]]:
-        outcomes: dict[str, Outcome] = {
-            t.trial_id: (TrialState.succeeded, float(t.params["x"])) for t in history[:completed]
-        }  # the rest are still running
-        bayes = source_for(task_of("bayes", config, max_trials=40)).next(1, known, outcomes)
-        blind = source_for(task_of("random", config, max_trials=40)).next(1, known)
-        assert bayes[0].index == blind[0].index == len(history)
-        return bayes[0].params, blind[0].params
-
-    drawn, random_point = next_params(STARTUP_TRIALS - 1)
-    assert drawn == random_point
-    modelled, random_point = next_params(STARTUP_TRIALS)
-    assert modelled != random_point
+    outcomes: dict[str, Outcome] = {  # all completed: it still draws the Sobol points first
+        t.trial_id: (TrialState.succeeded, (float(t.params["x"]) - 0.8) ** 2) for t in history
+    }
+    bayes = source_for(task_of("bayes", config, max_trials=40))
+    for n in (0, 5, STARTUP_TRIALS - 1):
+        earlier = {t.trial_id: t for t in history[:n]}
+        (drawn,) = bayes.next(1, earlier, {k: outcomes[k] for k in earlier})
+        assert (drawn.index, drawn.params) == (n, history[n].params)
+        assert drawn.suggested_by == "bayes:QMCSampler"
+    (modelled,) = bayes.next(1, known, outcomes)
+    assert modelled.index == STARTUP_TRIALS
+    assert modelled.params != sobol[STARTUP_TRIALS].params  # the sequence's next point
+    assert modelled.suggested_by == "bayes:TPESampler"
 
 
 def test_bayes_learns_from_the_outcomes() -> None:
@@ -354,7 +355,8 @@ def test_a_sampled_sweep_runs_its_budget_through_up(
     saved = records(store, result["sweep_id"])
     assert sorted(r["index"] for r in saved) == list(range(7))
     assert {r["suggested_by"] for r in saved} == {
-        {"random": "random:RandomSampler", "bayes": "bayes:TPESampler"}[method]
+        # 7 trials: all of bayes' are its Sobol start
+        {"random": "random:RandomSampler", "bayes": "bayes:QMCSampler"}[method]
     }
     assert len(list((tmp_path / "marks").iterdir())) == 7  # each launched once
     assert 1 <= peak_parallel(tmp_path / "marks") <= 2

@@ -146,13 +146,15 @@ class LocalBackend:
             problem = _setup(base, first["setup"], setup_env, folder, request.store, upload)
         out: dict[str, Submission] = {}
         started: list[JobHandle] = []
+        # Read once per batch: os.environ decodes every variable on each read.
+        environ = dict(os.environ)
         for item in request.trials:
             trial_id = item.trial.trial_id
             if problem is not None:
                 out[trial_id] = Submission(None, 1, problem)
                 continue
             try:
-                job = self._start(request, item, base, folder, upload)
+                job = self._start(request, item, base, folder, upload, environ)
             except (OSError, StoreError) as exc:
                 out[trial_id] = Submission(None, 1, f"cannot start the trial's process: {exc}")
                 continue
@@ -173,6 +175,7 @@ class LocalBackend:
         base: Path,
         folder: Path,
         upload: bool,
+        environ: Mapping[str, str],
     ) -> JobHandle:
         trial_id = item.trial.trial_id
         attempt = request.attempts.get(trial_id, 1)
@@ -187,7 +190,7 @@ class LocalBackend:
                 (folder / "finished" / f"{trial_id}{suffix}").unlink(missing_ok=True)
         out.mkdir(parents=True, exist_ok=True)
         env = {
-            **os.environ,
+            **environ,
             **item.spec["envs"],
             **request.secrets.get(trial_id, {}),
             "SKYSWEEP_OUTPUT_DIR": str(out),

@@ -17,7 +17,7 @@ from skysweep.search.study import SampledSource
 from skysweep.task import TaskSpec
 
 
-class _NumberedSobol(QMCSampler):
+class NumberedSobol(QMCSampler):
     """Optuna's QMC sampler with the two things a study rebuilt on every ask cannot give it:
     the search space before any trial completed (else its first point is random), and the
     point's place in the sequence (Optuna counts asks in the study's storage)."""
@@ -36,18 +36,22 @@ class _NumberedSobol(QMCSampler):
         return self._number
 
 
+def require_scipy(method: str) -> None:
+    if importlib.util.find_spec("scipy") is None:
+        raise UsageError(
+            f"method {method} draws Sobol points with scipy's engine (through Optuna's "
+            "QMCSampler), and scipy is not installed",
+            hint="pip install scipy, or use method: random",
+        )
+
+
 class SobolSource(SampledSource):
     method = "sobol"
     suggested_by = "sobol:QMCSampler"
 
     def __init__(self, task: TaskSpec, sweep_id: str | None = None) -> None:
         super().__init__(task, sweep_id)
-        if importlib.util.find_spec("scipy") is None:
-            raise UsageError(
-                "method sobol draws its points with scipy's Sobol engine (through Optuna's "
-                "QMCSampler), and scipy is not installed",
-                hint="pip install scipy, or use method: random",
-            )
+        require_scipy(self.method)
 
     def sampler(self, number: int) -> BaseSampler:
-        return _NumberedSobol(self.space.distributions, number, self.seed)
+        return NumberedSobol(self.space.distributions, number, self.seed)

@@ -136,6 +136,10 @@ class SampledSource:
     def sampler(self, number: int) -> BaseSampler:
         raise NotImplementedError
 
+    def label(self, number: int) -> str:
+        """What trial ``number``'s record says suggested it."""
+        return self.suggested_by
+
     def next(
         self,
         count: int,
@@ -153,7 +157,6 @@ class SampledSource:
             if self.learns
             else rebuild(self.space, {}, {})
         )
-        label = self.suggested_by
         out: list[Trial] = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # scipy's notes on Sobol balance, Optuna's on seeds
@@ -162,6 +165,8 @@ class SampledSource:
                 asked = study.ask(self.space.distributions)
                 params, resources = self.space.values(asked.params)
                 out.append(
-                    Trial(n, numbered_trial_id(n, params, resources), params, resources, label)
+                    Trial(
+                        n, numbered_trial_id(n, params, resources), params, resources, self.label(n)
+                    )
                 )
         return out
