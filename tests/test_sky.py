@@ -642,6 +642,18 @@ def _catalog_price(instance: str) -> float:
     return prices.pop()
 
 
+def _cheapest(cpus: float, memory: float) -> str:
+    """The cheapest CPU instance with at least ``cpus`` vCPUs and ``memory`` GiB."""
+    from sky_api_server import VMS_CSV_ROWS
+
+    rows = [
+        r.split(",")
+        for r in VMS_CSV_ROWS
+        if '"' not in r and float(r.split(",")[3]) >= cpus and float(r.split(",")[4]) >= memory
+    ]
+    return min(rows, key=lambda r: float(r[6]))[0]
+
+
 def _cheapest_two_cpu() -> str:
     from sky_api_server import VMS_CSV_ROWS
 
@@ -673,6 +685,21 @@ def test_plan_prices_the_optimizers_choice_and_estimates_the_sweep(
     assert unknown.code == 0, unknown
     assert json.loads(unknown.stdout)["estimated_cost_usd"] is None
     assert "unknown" in unknown.stderr and "--expected-minutes" in unknown.stderr
+
+    # Every trial at once: no controller job. Four at a time: its instance (2+ CPUs, 4+ GB,
+    # on demand) runs for the sweep's three waves of 30 minutes, priced beside the trials.
+    assert plan["controller_estimated_cost_usd"] is None and "controller: none" in dry.stderr
+    capped = sky_server.cli(
+        "up", str(task), "--dry-run", "--output", "json", "--expected-minutes", "30",
+        "--max-parallel", "4", "--store", sky_server.store,
+    )  # fmt: skip
+    assert capped.code == 0, capped
+    figures = json.loads(capped.stdout)
+    controller = _catalog_price(_cheapest(cpus=2, memory=4))
+    assert figures["controller_price_per_hour_usd"] == pytest.approx(controller)
+    assert figures["controller_estimated_cost_usd"] == pytest.approx(3 * 0.5 * controller)
+    assert figures["estimated_cost_usd"] == plan["estimated_cost_usd"]  # trials alone
+    assert f"controller job: ${3 * 0.5 * controller:.3g} on " in capped.stderr
 
 
 def test_budget_launches_what_fits_then_ends_the_sweep(sky_server: Sky, tmp_path: Path) -> None:

@@ -397,6 +397,11 @@ def preflight(rendered: Sequence[RenderedTrial]) -> Plan:
     and the price per hour of its choice for each distinct resource set, to show the user,
     and those prices by the trials' :func:`~skysweep.cost.resource_key`.
     """
+    return _preflight(rendered)[0]
+
+
+def _preflight(rendered: Sequence[RenderedTrial]) -> tuple[Plan, list[str]]:
+    """:func:`preflight`'s plan, and the clouds the API server has enabled."""
     sky = _sky()
     from sky import exceptions
 
@@ -468,7 +473,7 @@ def preflight(rendered: Sequence[RenderedTrial]) -> Plan:
             lines.append(f"  (no estimate: {_describe(exc)})")
             continue
         lines += [f"  {line}" for line in _optimizer_table(captured.getvalue())]
-    return Plan(lines, prices)
+    return Plan(lines, prices), list(clouds)
 
 
 def price_of(sky: Any, task: Any, enabled: Sequence[str]) -> Price | None:
@@ -546,6 +551,8 @@ class SkyBackend:
         self.notes: list[str] = []
         """What went differently than asked, for the driver to show (e.g. a group that
         could not take more jobs)."""
+        self._clouds: list[str] | None = None
+        """The API server's enabled clouds, once asked."""
 
     def placement(self, store: Store, sweep_id: str) -> Placement:
         scheme = store.url.split("://", 1)[0]
@@ -558,7 +565,23 @@ class SkyBackend:
         return Placement.mounted(f"{store.url.rstrip('/')}/{sweep_id}")
 
     def plan(self, rendered: Sequence[RenderedTrial]) -> Plan:
-        return preflight(rendered)
+        plan, self._clouds = _preflight(rendered)
+        return plan
+
+    def price(self, resources: Mapping[str, Any]) -> Price | None:
+        """The price per hour of what SkyPilot would choose for ``resources`` (task YAML's
+        ``resources``), from the catalog; None when no enabled cloud offers them. Asks the
+        API server for its enabled clouds unless :meth:`plan` already did."""
+        sky = _sky()
+        if self._clouds is None:
+            try:
+                self._clouds = list(sky.get(sky.client.sdk.enabled_clouds()))
+            except Exception as exc:
+                if _is_unreachable(exc):
+                    raise _unreachable(exc) from exc
+                raise BackendError(f"the SkyPilot API server failed: {_describe(exc)}") from exc
+        task = sky.Task.from_yaml_config({"run": "true", "resources": dict(resources)})
+        return price_of(sky, task, self._clouds)
 
     def submit(self, request: LaunchRequest) -> dict[str, Submission]:
         """Submit every batch; retry what failed in a way worth retrying, with backoff.

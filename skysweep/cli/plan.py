@@ -4,6 +4,7 @@ what the sweep is expected to cost."""
 from __future__ import annotations
 
 import json
+import math
 from typing import TYPE_CHECKING, Any
 
 from skysweep.errors import UsageError
@@ -143,4 +144,42 @@ def show_estimate(
         "expected_minutes": minutes,
         "max_cost_usd": budget,
         "cost_note": cost.FREE_NOTE if free else cost.ESTIMATE_NOTE,
+    }
+
+
+def show_controller_cost(
+    err: Console,
+    price: Any,
+    expected: int,
+    parallel: int,
+    minutes: float | None,
+) -> dict[str, Any]:
+    """Print what the sweep's controller job is expected to cost: its instance runs while the
+    sweep does, about one trial's length per wave of ``parallel`` trials (less when a budget
+    or early stopping ends the sweep sooner). Not part of the trials' estimate or the budget,
+    which count trials. Returns the figures for ``--output json``."""
+    from skysweep import cost
+
+    if price is None:
+        err.print(
+            "  controller job: no price (no enabled cloud offers its resources in the catalog)",
+            markup=False,
+        )
+        return {"controller_price_per_hour_usd": None, "controller_estimated_cost_usd": None}
+    waves = math.ceil(expected / max(1, parallel))
+    hours = None if minutes is None else waves * minutes / 60.0
+    total = None if hours is None else price.trial_hourly_usd * hours
+    length = (
+        f"for about {hours:.3g} h ({waves} wave(s) of {parallel} trial(s), {minutes:g} min each)"
+        if hours is not None
+        else "for as long as the sweep runs (pass --expected-minutes N for a figure)"
+    )
+    err.print(
+        f"  controller job: {cost.usd(total) + ' ' if total is not None else ''}"
+        f"on {price.describe()} {length}; not in the trials' estimate or the budget",
+        markup=False,
+    )
+    return {
+        "controller_price_per_hour_usd": price.trial_hourly_usd,
+        "controller_estimated_cost_usd": total,
     }

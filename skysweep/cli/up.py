@@ -8,7 +8,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -28,12 +28,19 @@ from skysweep.cli.common import (
     search_overrides,
 )
 from skysweep.cli.drive import Hints, drive
-from skysweep.cli.plan import show_estimate, show_plan, show_space, show_stopping
+from skysweep.cli.plan import (
+    show_controller_cost,
+    show_estimate,
+    show_plan,
+    show_space,
+    show_stopping,
+)
 from skysweep.errors import SkysweepError, UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from skysweep.backends import Backend
     from skysweep.session import Driving
     from skysweep.task import TaskSpec
 
@@ -199,6 +206,11 @@ def up(
         )
     minutes = cost.expected_minutes(expected_minutes, task.minutes_requested)
     estimate = show_estimate(err, plan, preview, minutes, budget)
+    estimate |= (
+        _controller_cost(err, backend, task, expected, parallel, minutes)
+        if groups
+        else {"controller_price_per_hour_usd": None, "controller_estimated_cost_usd": None}
+    )
     hints = Hints(task_file, the_store, the_id, backend.name, sweep, overrides.flags())
     if dry_run:
         if output is Output.json:
@@ -310,17 +322,37 @@ def _show_controller(
     if detach:
         err.print(
             f"controller: a SkyPilot job group named {sweep_id} runs `skysweep controller` "
-            f"on {where}; it launches the trials into the group, at most {parallel} at once "
-            "(its instance is not in the estimate below)",
+            f"on {where}; it launches the trials into the group, at most {parallel} at once",
             markup=False,
         )
     else:
         err.print(
             f"controller: the trials join a SkyPilot job group named {sweep_id}; its "
             f"controller job stands by on {where} and takes the sweep over if this machine "
-            "stops watching (its instance is not in the estimate below)",
+            "stops watching",
             markup=False,
         )
+
+
+def _controller_cost(
+    err: Console,
+    backend: Backend,
+    task: TaskSpec,
+    expected: int,
+    parallel: int,
+    minutes: float | None,
+) -> dict[str, Any]:
+    """The controller job's price and expected cost, printed under the trials' estimate."""
+    from skysweep import controller_job
+    from skysweep.backends.sky import SkyBackend
+
+    assert isinstance(backend, SkyBackend)
+    try:
+        price = backend.price(controller_job.resources(task))
+    except Exception as exc:  # a price is a courtesy: the launch does not need it
+        err.print(f"  controller job: no price ({exc})", markup=False)
+        return {"controller_price_per_hour_usd": None, "controller_estimated_cost_usd": None}
+    return show_controller_cost(err, price, expected, parallel, minutes)
 
 
 def _launch_group(
