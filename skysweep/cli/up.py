@@ -133,6 +133,7 @@ def up(
     from skysweep.render import missing_secrets
     from skysweep.search import source_for, space_of
     from skysweep.settings import store_for
+    from skysweep.store import S3Store
 
     err = err_console()
     overrides = search_overrides(method, max_trials, seed, search, early_terminate)
@@ -158,6 +159,8 @@ def up(
     from skysweep import cost
 
     the_store = store_for(store)
+    if isinstance(the_store, S3Store) and not dry_run:
+        the_store.connect_in_background()
     parallel = (
         max_parallel
         or (task.sweeps.max_parallel if task.sweeps else None)
