@@ -298,6 +298,11 @@ def _script_json(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+def preload() -> None:
+    """Read what every report inlines, ahead of the first report this process writes."""
+    _plotly_js_bytes()
+
+
 @functools.cache
 def _plotly_js_bytes() -> bytes:
     """plotly.js from the installed ``plotly`` package, read as it lies there (importing

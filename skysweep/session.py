@@ -101,9 +101,11 @@ class GroupWatch:
     def __call__(self) -> None:
         import time
 
+        backend = self.backend
+        if backend.name != "sky":
+            return  # no job group: nothing to watch, and no SkyPilot code to import
         from skysweep.backends.sky import SkyBackend
 
-        backend = self.backend
         if not isinstance(backend, SkyBackend) or backend.group is None:
             return
         if self.ledger.stop_requested:

@@ -125,6 +125,12 @@ def drive(
             err.print(f"submitted sweep [bold]{ledger.sweep_id}[/]; follow it with: {hints.wait}")
         return
     try:
+        if not first.actions.done:
+            # What the end needs (the report's code, plotly.js) loads while the first trials
+            # run rather than after the last one ends.
+            from skysweep.html_report import preload
+
+            preload()
         final = follow_with_progress(err, controller, first, driving)
     except KeyboardInterrupt:
         _interrupted(err, driving, hints, task_dir, parallel)
