@@ -145,3 +145,59 @@ def test_controller_of_an_unknown_sweep_is_a_clear_error(tmp_path: Path) -> None
     assert done.code == 2, done
     assert "no sweep 'nope-1'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_status_asks_for_no_driver_once_every_trial_runs_and_nothing_is_left(
+    tmp_path: Path,
+) -> None:
+    """Every trial launched, no budget, no stopping rule: the trials report to the store by
+    themselves, so `status` offers no take-over command (a controller would only wait)."""
+    import socket
+
+    from skysweep.expand import expand
+    from skysweep.ledger import now
+    from skysweep.process import start_time
+    from skysweep.trial import Attempt, JobHandle
+
+    store, sweep_id, env = _undriven_sweep(tmp_path)
+    ledger = Ledger.open(store, sweep_id)
+    trials = expand(ledger.header.task_spec())
+    ledger.add_trials(trials)
+    running = [subprocess.Popen(["sleep", "60"], start_new_session=True) for _ in trials]
+    try:
+        folder = store.local_folder(sweep_id)
+        ledger.add_attempts(
+            [
+                Attempt(
+                    trial_id=trial.trial_id,
+                    number=1,
+                    submitted_at=now(),
+                    job=JobHandle(
+                        backend="local",
+                        job_id=f"local-{process.pid}",
+                        locator={
+                            "host": socket.gethostname(),
+                            "pid": process.pid,
+                            "start": start_time(process.pid),
+                            "sweep_dir": str(folder),
+                            "workdir": str(tmp_path),
+                            "upload": False,
+                        },
+                    ),
+                )
+                for trial, process in zip(trials, running, strict=True)
+            ]
+        )
+        status = run_cli("status", sweep_id, "--output", "json", env=env)
+        assert status.code == 0, status
+        shown = json.loads(status.stdout)
+        assert {t["status"] for t in shown["trials"]} == {"running"}
+        controller = shown["controller"]
+        assert controller["driver"] is None and controller["take_over"] is None
+        assert "nothing is left to decide" in controller["summary"]
+        table = run_cli("status", sweep_id, env=env)
+        assert "skysweep controller" not in table.stdout
+    finally:
+        for process in running:
+            process.kill()
+            process.wait()

@@ -85,6 +85,10 @@ def _driver(
     live = any(TrialState(t.result.state).in_flight for t in ranking.trials)
     if ledger.legacy or ledger.stop_requested or not (live or (more > 0 and not ended)):
         return None
+    # Every trial launched, no budget and no stopping rule: the running trials report to the
+    # store by themselves, and nothing is left for a driver to decide.
+    header = ledger.header
+    idle = more <= 0 and header.max_cost_usd is None and header.early_terminate is None
     holder = lease.current(ref.store, ledger.sweep_id)
     group = ledger.group() if ledger.header.backend == "sky" else None
     out: dict[str, Any] = {"driver": holder.describe() if holder else None}
@@ -98,10 +102,12 @@ def _driver(
             state, detail = "unknown", str(exc)
         out.update(job_id=group.job_id, state=state, detail=detail)
         words.append(f"controller job: SkyPilot job {group.job_id} {state} ({detail})")
-    take_over = shlex.join(["skysweep", "controller", ref.url])
+    take_over = None if idle else shlex.join(["skysweep", "controller", ref.url])
     out["take_over"] = take_over
     if holder is not None:
         words.append(f"driven by {holder.describe()}")
+    elif take_over is None:
+        words.append("every trial is launched and nothing is left to decide: no driver needed")
     else:
         words.append(f"nobody drives the sweep now; take it over from any machine: {take_over}")
     out["summary"] = "; ".join(words)
