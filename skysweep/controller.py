@@ -94,6 +94,13 @@ LEASE_LOST = "another controller took over the sweep's lease"
 STOP_ASKED = "asked to stop (skysweep down)"
 
 
+def left_to_decide(*, all_launched: bool, budget: float | None, stopping: object) -> bool:
+    """Whether a sweep needs a driver: trials still to launch, a budget to hold, or a
+    stopping rule to apply. Without any, the launched trials report to the store by
+    themselves and a driver would only wait."""
+    return not all_launched or budget is not None or stopping is not None
+
+
 def decide(snapshot: Snapshot, policy: Policy) -> Actions:
     """What to do next, from what the sweep looks like now. No I/O, no clock."""
     if not snapshot.lease_held:

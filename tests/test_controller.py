@@ -12,7 +12,15 @@ from typing import Any
 
 import pytest
 
-from skysweep.controller import Actions, Backoff, Policy, Snapshot, TrialView, decide
+from skysweep.controller import (
+    Actions,
+    Backoff,
+    Policy,
+    Snapshot,
+    TrialView,
+    decide,
+    left_to_decide,
+)
 from skysweep.expand import expand
 from skysweep.search.grid import GridSource
 from skysweep.task import TaskSpec
@@ -458,3 +466,19 @@ def test_decide_without_a_budget_never_reports_one() -> None:
     )
     assert actions.ask == 4
     assert actions.budget_reached is False
+
+
+@pytest.mark.parametrize(
+    "all_launched, budget, stopping, needed",
+    [
+        (True, None, None, False),  # the trials report to the store by themselves
+        (False, None, None, True),  # trials still to launch
+        (True, 5.0, None, True),  # a budget to hold
+        (True, None, "asha", True),  # a stopping rule to apply
+        (False, 5.0, "asha", True),
+    ],
+)
+def test_a_sweep_needs_a_driver_only_while_something_is_left_to_decide(
+    all_launched: bool, budget: float | None, stopping: str | None, needed: bool
+) -> None:
+    assert left_to_decide(all_launched=all_launched, budget=budget, stopping=stopping) is needed

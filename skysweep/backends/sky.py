@@ -312,6 +312,13 @@ def _unreachable(exc: BaseException) -> BackendUnavailableError:
     )
 
 
+def _server_failed(exc: BaseException) -> BackendError:
+    """A failed API-server call as our error: the server unreachable, or what it said."""
+    if _is_unreachable(exc):
+        return _unreachable(exc)
+    return BackendError(f"the SkyPilot API server failed: {_describe(exc)}")
+
+
 def _is_unreachable(exc: BaseException) -> bool:
     import requests
     from sky import exceptions
@@ -380,9 +387,7 @@ def api_server() -> ApiServer:
     try:
         return ApiServer.of(_sky().api_info())
     except Exception as exc:
-        if _is_unreachable(exc):
-            raise _unreachable(exc) from exc
-        raise BackendError(f"the SkyPilot API server failed: {_describe(exc)}") from exc
+        raise _server_failed(exc) from exc
 
 
 def one_per_trial(rendered: Sequence[RenderedTrial]) -> list[Batch]:
@@ -426,9 +431,7 @@ def _preflight(rendered: Sequence[RenderedTrial]) -> tuple[Plan, list[str]]:
                 estimates[key] = exc
         clouds = sky.get(clouds_request)
     except Exception as exc:
-        if _is_unreachable(exc):
-            raise _unreachable(exc) from exc
-        raise BackendError(f"the SkyPilot API server failed: {_describe(exc)}") from exc
+        raise _server_failed(exc) from exc
     if not clouds:
         raise BackendUnavailableError(
             "no cloud is enabled on the SkyPilot API server",
@@ -577,9 +580,7 @@ class SkyBackend:
             try:
                 self._clouds = list(sky.get(sky.client.sdk.enabled_clouds()))
             except Exception as exc:
-                if _is_unreachable(exc):
-                    raise _unreachable(exc) from exc
-                raise BackendError(f"the SkyPilot API server failed: {_describe(exc)}") from exc
+                raise _server_failed(exc) from exc
         task = sky.Task.from_yaml_config({"run": "true", "resources": dict(resources)})
         return price_of(sky, task, self._clouds)
 

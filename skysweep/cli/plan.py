@@ -147,6 +147,11 @@ def show_estimate(
     }
 
 
+def unpriced_controller() -> dict[str, Any]:
+    """The controller's figures for ``--output json`` when there is none, or no price."""
+    return {"controller_price_per_hour_usd": None, "controller_estimated_cost_usd": None}
+
+
 def show_controller_cost(
     err: Console,
     price: Any,
@@ -165,7 +170,7 @@ def show_controller_cost(
             "  controller job: no price (no enabled cloud offers its resources in the catalog)",
             markup=False,
         )
-        return {"controller_price_per_hour_usd": None, "controller_estimated_cost_usd": None}
+        return unpriced_controller()
     waves = math.ceil(expected / max(1, parallel))
     hours = None if minutes is None else waves * minutes / 60.0
     total = None if hours is None else price.trial_hourly_usd * hours

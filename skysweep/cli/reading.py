@@ -79,16 +79,17 @@ def _driver(
     """Who drives a sweep that is not over: the lease's holder, and on SkyPilot the state of
     the sweep's controller job; None once the sweep is over."""
     from skysweep import lease
+    from skysweep.controller import left_to_decide
     from skysweep.trial import TrialState
 
     more = (ledger.header.expected_trials or 0) - len(ranking.trials)
     live = any(TrialState(t.result.state).in_flight for t in ranking.trials)
     if ledger.legacy or ledger.stop_requested or not (live or (more > 0 and not ended)):
         return None
-    # Every trial launched, no budget and no stopping rule: the running trials report to the
-    # store by themselves, and nothing is left for a driver to decide.
     header = ledger.header
-    idle = more <= 0 and header.max_cost_usd is None and header.early_terminate is None
+    needed = left_to_decide(
+        all_launched=more <= 0, budget=header.max_cost_usd, stopping=header.early_terminate
+    )
     holder = lease.current(ref.store, ledger.sweep_id)
     group = ledger.group() if ledger.header.backend == "sky" else None
     out: dict[str, Any] = {"driver": holder.describe() if holder else None}
@@ -102,7 +103,7 @@ def _driver(
             state, detail = "unknown", str(exc)
         out.update(job_id=group.job_id, state=state, detail=detail)
         words.append(f"controller job: SkyPilot job {group.job_id} {state} ({detail})")
-    take_over = None if idle else shlex.join(["skysweep", "controller", ref.url])
+    take_over = shlex.join(["skysweep", "controller", ref.url]) if needed else None
     out["take_over"] = take_over
     if holder is not None:
         words.append(f"driven by {holder.describe()}")

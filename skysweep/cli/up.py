@@ -34,6 +34,7 @@ from skysweep.cli.plan import (
     show_plan,
     show_space,
     show_stopping,
+    unpriced_controller,
 )
 from skysweep.errors import SkysweepError, UsageError
 
@@ -174,7 +175,7 @@ def up(
     # else when this machine stops watching); one that launches every trial now has nothing
     # to decide there, so it neither waits for nor pays for a controller instance. An API
     # server without job groups gets a detached sweep submitted whole instead.
-    decides_later = _decides_later(task, parallel, expected, budget)
+    decides_later = _left_to_decide(task, parallel, expected, budget)
     groups = not local and decides_later and _job_groups()
     if detach and not local and not groups and parallel < expected:
         raise UsageError(
@@ -212,7 +213,7 @@ def up(
     estimate |= (
         _controller_cost(err, backend, task, expected, parallel, minutes)
         if groups
-        else {"controller_price_per_hour_usd": None, "controller_estimated_cost_usd": None}
+        else unpriced_controller()
     )
     hints = Hints(task_file, the_store, the_id, backend.name, sweep, overrides.flags())
     if dry_run:
@@ -260,7 +261,7 @@ def up(
             parallel = ledger.header.max_parallel or parallel
         driving = session.resume(ledger, task, task_file, backend, parallel)
         # Resumed with the cap it was made with, which may leave trials for later.
-        groups = not local and _decides_later(task, parallel, expected, budget) and _job_groups()
+        groups = not local and _left_to_decide(task, parallel, expected, budget) and _job_groups()
     else:
         driving = session.start(the_store, header, backend, task_dir, parallel)
     if groups:
@@ -270,13 +271,13 @@ def up(
     drive(err, driving, hints, task_dir, parallel, detach=detach, output=output)
 
 
-def _decides_later(task: TaskSpec, parallel: int, expected: int, budget: float | None) -> bool:
-    """Whether anything is left to decide once the first trials are launched: trials held
-    back by the cap, a budget, or early stopping."""
-    return (
-        parallel < expected
-        or budget is not None
-        or bool(task.sweeps and task.sweeps.early_terminate)
+def _left_to_decide(task: TaskSpec, parallel: int, expected: int, budget: float | None) -> bool:
+    from skysweep.controller import left_to_decide
+
+    return left_to_decide(
+        all_launched=parallel >= expected,
+        budget=budget,
+        stopping=task.sweeps.early_terminate if task.sweeps else None,
     )
 
 
@@ -354,7 +355,7 @@ def _controller_cost(
         price = backend.price(controller_job.resources(task))
     except Exception as exc:  # a price is a courtesy: the launch does not need it
         err.print(f"  controller job: no price ({exc})", markup=False)
-        return {"controller_price_per_hour_usd": None, "controller_estimated_cost_usd": None}
+        return unpriced_controller()
     return show_controller_cost(err, price, expected, parallel, minutes)
 
 
