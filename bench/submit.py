@@ -13,8 +13,9 @@ side by side in one run:
 - the API-version check skysweep pays once per sweep (one ``sky.api_info()``);
 - whole processes: ``skysweep up --detach --yes`` of ``--trials`` trials (the CLI in a
   subprocess, store on the moto S3 endpoint) against a script process that does
-  ``import sky`` and one ``sky.jobs.launch``; target: <= 1.5x. One more ``up`` run with
-  timers around SkyPilot's calls shows where the time goes in the skysweep process.
+  ``import sky`` and one ``sky.jobs.launch``, each started on a settled server (every job
+  cancelled, the CPUs idle for 3 s), in alternating order; target: <= 1.5x. One more
+  ``up`` run with timers around SkyPilot's calls shows where the time goes in it.
 Every job is cancelled at the end; the server is stopped.
 """
 
@@ -204,11 +205,15 @@ def whole_processes(
     folder.mkdir()
     task_file = grid_task(folder, trials, "aws")
     script, ours = [], []
-    for _ in range(runs):
-        script.append(timed_process([sys.executable, "-c", ONE_LAUNCH_PROCESS, str(folder)], env))
-        ours.append(
-            timed_process([sys.executable, "-m", "skysweep", *up_argv(task_file, store)], env)
-        )
+    one = [sys.executable, "-c", ONE_LAUNCH_PROCESS, str(folder)]
+    up = [sys.executable, "-m", "skysweep", *up_argv(task_file, store)]
+    for run in range(runs):
+        # Each process starts on a settled server, in alternating order: the jobs
+        # controllers a launch starts share these 2 cores with whatever runs next, and 64
+        # of them (after `up`) would slow the next process by seconds.
+        for argv, times in [(one, script), (up, ours)][:: 1 if run % 2 == 0 else -1]:
+            settle()
+            times.append(timed_process(argv, env))
     timings = work / "timings.json"
     settle()
     wall = timed_process(
@@ -218,12 +223,25 @@ def whole_processes(
     return script, ours, json.loads(timings.read_text()), wall
 
 
-def quiet(sky: Any) -> None:
+def quiet(sky: Any, *, idle: float = 0.9, seconds: int = 3, limit: float = 120) -> None:
     """Cancel every job and let the server settle: the jobs controllers run inside this one
     API server (consolidation mode), and 64 of them starting on 2 cores make the next
-    measure's health checks time out."""
+    measure's health checks time out. Settled: the machine's CPUs were at least ``idle``
+    idle for ``seconds`` seconds in a row (or ``limit`` seconds have passed)."""
     sky.get(sky.jobs.cancel(all=True))
-    time.sleep(10)
+    start, calm = time.monotonic(), 0
+    while calm < seconds and time.monotonic() - start < limit:
+        before = _cpu_times()
+        time.sleep(1)
+        after = _cpu_times()
+        busy = [b - a for a, b in zip(before, after, strict=True)]
+        calm = calm + 1 if (busy[3] + busy[4]) / max(1, sum(busy)) >= idle else 0
+
+
+def _cpu_times() -> list[int]:
+    """The machine's CPU time so far, per kind (user, nice, system, idle, iowait, ...)."""
+    with open("/proc/stat") as stat:
+        return [int(field) for field in stat.readline().split()[1:]]
 
 
 def version_check(sky: Any) -> tuple[float, str]:
@@ -239,7 +257,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=64)
     parser.add_argument("--loop", type=int, default=3)
     parser.add_argument("--singles", type=int, default=3)
-    parser.add_argument("--process-runs", type=int, default=2)
+    parser.add_argument("--process-runs", type=int, default=4)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -443,11 +443,9 @@ class Controller:
                 if actions.ask and self.source is not None
                 else []
             )
-            if fresh:
-                self.ledger.add_trials(fresh)
             chosen = [self.ledger.trials[t] for t in actions.launch] + fresh
             with interrupts_deferred():
-                self.launcher.launch(chosen)
+                self.launcher.launch(chosen, new=fresh)
             launched = [t.trial_id for t in chosen]
             # Their new attempts are this process's own writes: read them again now. The
             # backend was asked about every job in flight a moment ago and knows nothing yet

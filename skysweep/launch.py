@@ -20,7 +20,7 @@ from skysweep.backends import Backend, LaunchRequest
 from skysweep.errors import BackendUnavailableError
 from skysweep.ledger import Ledger, now
 from skysweep.render import RenderedTrial, render, resolve_secrets
-from skysweep.store import Store, concurrently, join
+from skysweep.store import Store, join
 from skysweep.task import TaskSpec
 from skysweep.trial import Attempt, Trial
 
@@ -79,7 +79,9 @@ class Launcher:
             spread=self.ledger.header.spread,
         )
 
-    def launch(self, trials: Sequence[Trial]) -> list[Attempt]:
+    def launch(self, trials: Sequence[Trial], *, new: Sequence[Trial] = ()) -> list[Attempt]:
+        """Launch ``trials`` (``new`` among them: trials not recorded yet, whose records
+        are written with the launch's intents)."""
         if not trials:
             return []
         store, sweep_id = self.ledger.store, self.ledger.sweep_id
@@ -98,9 +100,11 @@ class Launcher:
         # The intent, written before any job starts (and after the previous attempt's files
         # were moved aside, so what a backend finds later is this attempt's): a driver
         # killed between a job's start and its record leaves "being submitted", which the
-        # next controller asks the backend about instead of launching the trial again.
-        self.ledger.add_attempts(
-            [
+        # next controller asks the backend about instead of launching the trial again. New
+        # trials' records and what the jobs read (params.json) go in the same round.
+        self.ledger.add(
+            trials=new,
+            attempts=[
                 Attempt(
                     trial_id=trial.trial_id,
                     number=numbers[trial.trial_id],
@@ -109,18 +113,16 @@ class Launcher:
                     submitting=True,
                 )
                 for trial in trials
-            ]
+            ],
+            files=[
+                (
+                    join(sweep_id, "trials", r.trial.trial_id, "params.json"),
+                    json.dumps(r.trial.params, sort_keys=True).encode(),
+                )
+                for r in rendered
+            ],
         )
         secret_values = {r.trial.trial_id: resolve_secrets(r, self.environ) for r in rendered}
-        concurrently(
-            store,
-            lambda r: store.put(
-                join(sweep_id, "trials", r.trial.trial_id, "params.json"),
-                json.dumps(r.trial.params, sort_keys=True).encode(),
-            ),
-            rendered,
-            16,
-        )
         request = LaunchRequest(
             sweep_id=sweep_id,
             store=store,

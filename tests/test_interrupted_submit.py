@@ -334,3 +334,32 @@ def test_a_same_named_sweep_in_another_store_never_adopts_this_ones_process(
     finally:
         running.kill()
         running.wait()
+
+
+def test_each_job_finds_its_records_and_params_when_it_starts(
+    tmp_path: Path, isolated_home: Path
+) -> None:
+    """What a launch writes first (new trials' records, the attempts' intents, what jobs
+    read) goes out in one round, all of it before the jobs start: each job finds its trial
+    record, an attempt record and params.json as its first step."""
+    task = tmp_path / "task.yaml"
+    task.write_text(
+        "name: order\n"
+        "run: |\n"
+        '  records="$SKYSWEEP_SWEEP_DIR/records/$SKYSWEEP_TRIAL_ID"\n'
+        '  test -s "$records/trial.json" && test -s "$records/attempt-1.json" '
+        '&& test -s "$SKYSWEEP_OUTPUT_DIR/params.json" || exit 3\n'
+        "  echo '{\"eval/loss\": '$x'}' > \"$SKYSWEEP_OUTPUT_DIR/metrics.json\"\n"
+        "sweeps:\n  sweep_config:\n    x: [1, 2, 3]\n"
+    )
+    store = tmp_path / "store"
+    done = run_cli(
+        "up", str(task), "--local", "--yes", "--sweep-id", "order", "--max-parallel", "2",
+        "--store", f"file://{store}", "--output", "json",
+    )  # fmt: skip
+    assert done.code == 0, done
+    trials = json.loads(done.stdout)["trials"]
+    assert [t["status"] for t in trials] == ["succeeded"] * 3
+    for trial in trials:
+        folder = store / "order" / "trials" / trial["trial_id"]
+        assert json.loads((folder / "params.json").read_text()) == trial["params"]
