@@ -250,7 +250,7 @@ def test_preflight_stops_when_no_cloud_is_enabled(setup: Callable[..., Any]) -> 
     fake.clouds = []
     _, rendered = setup(fake)
     with pytest.raises(BackendUnavailableError, match="no cloud is enabled") as caught:
-        sky_backend.preflight(rendered)
+        sky_backend.SkyBackend().plan(rendered)
     assert "sky check" in str(caught.value)
     assert caught.value.exit_code == 2
     assert isinstance(caught.value, BackendError)
@@ -307,7 +307,7 @@ def test_the_version_is_asked_once_per_sweep(
     )
     request, rendered = setup(fake)
     if planned:
-        sky_backend.preflight(rendered)
+        sky_backend.SkyBackend().plan(rendered)
     backend = sky_backend.SkyBackend()
     first = backend.submit(dataclasses.replace(request, trials=rendered[:2]))
     second = backend.submit(dataclasses.replace(request, trials=rendered[2:]))
@@ -337,6 +337,6 @@ def test_the_plan_says_which_path_submission_takes(
 ) -> None:
     fake = FakeSkyPilot(lambda name, call: None, server=server)
     _, rendered = setup(fake)
-    lines = sky_backend.preflight(rendered).lines
+    lines = sky_backend.SkyBackend().plan(rendered).lines
     assert lines[0] == line
     assert any("m6i.large" in shown for shown in lines[1:])  # the optimizer's table follows

@@ -395,18 +395,14 @@ def one_per_trial(rendered: Sequence[RenderedTrial]) -> list[Batch]:
     return [Batch([item], copy.deepcopy(item.spec)) for item in rendered]
 
 
-def preflight(rendered: Sequence[RenderedTrial]) -> Plan:
+def _preflight(rendered: Sequence[RenderedTrial]) -> tuple[Plan, list[str]]:
     """Before launching: the specs, the API server, an enabled cloud, and what it costs.
 
-    Returns which submission path the API server allows, then SkyPilot's optimizer table
-    and the price per hour of its choice for each distinct resource set, to show the user,
-    and those prices by the trials' :func:`~skysweep.cost.resource_key`.
+    The plan says which submission path the API server allows, then shows SkyPilot's
+    optimizer table and the price per hour of its choice for each distinct resource set, and
+    holds those prices by the trials' :func:`~skysweep.cost.resource_key`. Also returns the
+    clouds the API server has enabled.
     """
-    return _preflight(rendered)[0]
-
-
-def _preflight(rendered: Sequence[RenderedTrial]) -> tuple[Plan, list[str]]:
-    """:func:`preflight`'s plan, and the clouds the API server has enabled."""
     sky = _sky()
     from sky import exceptions
 

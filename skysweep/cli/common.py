@@ -125,6 +125,13 @@ def _parse_overrides(values: list[str] | None) -> dict[str, list[Any]]:
     return parse_sweep_overrides(values or [])
 
 
+def confirm_or_exit(yes: bool, question: str) -> None:
+    """Ask ``question`` on a terminal unless ``--yes``; a "no" exits 1, launching nothing.
+    Without a terminal (CI, a pipe) there is nobody to ask: go on."""
+    if not yes and sys.stdin.isatty() and not typer.confirm(question, default=True, err=True):
+        raise typer.Exit(1)
+
+
 def search_overrides(
     method: str | None,
     max_trials: int | None,

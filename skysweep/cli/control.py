@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +13,7 @@ from skysweep.cli.common import (
     Output,
     StoreOpt,
     SweepArg,
+    confirm_or_exit,
     err_console,
     group_backend,
     load_task,
@@ -176,12 +176,7 @@ def retry(
             )
         )
         return
-    if (
-        not yes
-        and sys.stdin.isatty()
-        and not typer.confirm(f"Relaunch {len(failed)} failed trial(s)?", default=True, err=True)
-    ):
-        raise typer.Exit(1)
+    confirm_or_exit(yes, f"Relaunch {len(failed)} failed trial(s)?")
     ledger.ask_retry(failed, by=session.who(), include_pruned=include_pruned)
     parallel = header.max_parallel or len(failed)
     hints = Hints(path, ref.store, ledger.sweep_id, header.backend, header.sweep_flags)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -23,6 +22,7 @@ from skysweep.cli.common import (
     StoreOpt,
     SweepOverride,
     TaskArg,
+    confirm_or_exit,
     err_console,
     load_task,
     search_overrides,
@@ -232,12 +232,7 @@ def up(
             )
         err.print("dry run: nothing launched.")
         return
-    if (
-        not yes
-        and sys.stdin.isatty()
-        and not typer.confirm(f"Launch {expected} trial(s)?", default=True, err=True)
-    ):
-        raise typer.Exit(1)
+    confirm_or_exit(yes, f"Launch {expected} trial(s)?")
 
     from skysweep.ledger import Ledger
 
